@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine: `make demo` (main job) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS ?= cpu,demo,dev
+
+.PHONY: setup demo test test-all lint format clean
+
+setup: $(STAMP)
+
+# Idempotent: reinstalls only when pyproject.toml changes. pip (not uv) finds the local torch build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/langdml train --config configs/demo.yaml --out runs/demo
+
+test: setup
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+	$(BIN)/python -m pytest -q -m slow
+
+lint: setup
+	$(BIN)/ruff check langdml_core tests
+	$(BIN)/ruff format --check langdml_core tests
+
+format: setup
+	$(BIN)/ruff format langdml_core tests
+	$(BIN)/ruff check --fix langdml_core tests
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

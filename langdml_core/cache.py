@@ -1,0 +1,46 @@
+"""On-disk cache for expensive frozen work (converted weights, generated data, language tables).
+
+Everything is computed once per key, written atomically (temp file + rename) and guarded by a file
+lock, so concurrent trials of a sweep on one node share one copy and never read a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock
+
+
+def cache_dir(*parts: str) -> Path:
+    """``$LANGDML_CACHE`` (default ``~/.cache/langdml``) joined with parts, created if needed."""
+    root = Path(os.environ.get("LANGDML_CACHE") or Path.home() / ".cache" / "langdml").expanduser()
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def locked(target: Path, timeout: float = 1800) -> Iterator[None]:
+    """Hold an inter-process lock for producing ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock", timeout=timeout):
+        yield
+
+
+def atomic_write(target: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` then rename the temp file onto ``target`` (atomic on POSIX)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target

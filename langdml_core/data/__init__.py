@@ -1,0 +1,78 @@
+"""Datasets: loaders (registered by name), splits, transforms and the class-balanced sampler."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from langdml_core.config import DataConfig
+from langdml_core.data import cars196, cub200, demo, folder, sop  # noqa: F401  (registration)
+from langdml_core.data.base import DATASETS, DatasetError, DMLDataset, ImageSet, split_validation
+from langdml_core.data.sampler import ClassBalancedBatchSampler
+
+__all__ = [
+    "DATASETS",
+    "DatasetError",
+    "DMLDataset",
+    "ImageSet",
+    "TransformedSet",
+    "build_dataset",
+    "train_loader",
+    "eval_loader",
+]
+
+
+def build_dataset(cfg: DataConfig) -> DMLDataset:
+    """Load the named dataset and carve the class-disjoint validation split if asked."""
+    dataset = DATASETS.create(cfg.name, cfg.root, layout=cfg.layout, check_counts=cfg.check_counts)
+    if cfg.val_classes:
+        dataset.train, dataset.val = split_validation(dataset.train, cfg.val_classes)
+    return dataset
+
+
+class TransformedSet(Dataset):
+    """(image tensor, label) pairs of an ImageSet under a transform."""
+
+    def __init__(self, images: ImageSet, transform):
+        self.images = images
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.transform(self.images.load(index)), int(self.images.labels[index])
+
+
+def _seed_worker(worker_id: int) -> None:
+    import random
+
+    import numpy as np
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def train_loader(
+    images: ImageSet, transform, *, batch_size: int, samples_per_class: int, seed: int, num_workers: int = 0
+) -> DataLoader:
+    sampler = ClassBalancedBatchSampler(images.labels, batch_size, samples_per_class, seed=seed)
+    return DataLoader(
+        TransformedSet(images, transform),
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        worker_init_fn=_seed_worker,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+    )
+
+
+def eval_loader(images: ImageSet, transform, *, batch_size: int, num_workers: int = 0) -> DataLoader:
+    return DataLoader(
+        TransformedSet(images, transform),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+    )

@@ -1,0 +1,178 @@
+"""Dataset containers shared by every loader, the dataset registry, and the validation split."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from langdml_core.errors import DatasetError
+from langdml_core.registry import Registry, suggest
+
+DATASETS = Registry("dataset")
+"""name -> builder(root: Path, *, layout: str, check_counts: bool) -> DMLDataset"""
+
+
+@dataclass
+class ImageSet:
+    """One split: images (files or an in-memory array) with contiguous labels 0..C-1.
+
+    ``class_texts[c]`` is the text of class c (an expert name, a super-class name for SOP), and
+    ``class_ids[c]`` the dataset's own id of that class (e.g. CUB 101..200), kept for provenance.
+    """
+
+    name: str
+    labels: np.ndarray
+    class_texts: list[str]
+    class_ids: list[int]
+    paths: list[str] | None = None
+    images: np.ndarray | None = None  # (N, H, W, 3) uint8, for generated data
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if (self.paths is None) == (self.images is None):
+            raise ValueError("An ImageSet needs exactly one of paths or images.")
+        n = len(self.paths) if self.paths is not None else len(self.images)
+        if n != len(self.labels):
+            raise ValueError(f"{self.name}: {n} images but {len(self.labels)} labels.")
+        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.class_texts)):
+            raise ValueError(f"{self.name}: labels must lie in 0..{len(self.class_texts) - 1}.")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_texts)
+
+    def load(self, index: int) -> Image.Image:
+        if self.images is not None:
+            return Image.fromarray(self.images[index])
+        with Image.open(self.paths[index]) as img:  # type: ignore[index]
+            return img.convert("RGB")
+
+    def subset_classes(self, classes: list[int] | np.ndarray, name: str) -> ImageSet:
+        """The images of the given classes, relabelled 0..len(classes)-1 in the given order."""
+        classes = [int(c) for c in classes]
+        remap = {c: i for i, c in enumerate(classes)}
+        keep = np.flatnonzero(np.isin(self.labels, classes))
+        return ImageSet(
+            name=name,
+            labels=np.array([remap[int(self.labels[i])] for i in keep], dtype=np.int64),
+            class_texts=[self.class_texts[c] for c in classes],
+            class_ids=[self.class_ids[c] for c in classes],
+            paths=[self.paths[i] for i in keep] if self.paths is not None else None,
+            images=self.images[keep] if self.images is not None else None,
+        )
+
+
+@dataclass
+class DMLDataset:
+    """A zero-shot DML dataset: train and test classes are disjoint; ``val`` is carved from train."""
+
+    name: str
+    train: ImageSet
+    test: ImageSet
+    val: ImageSet | None = None
+    default_image_size: int = 224
+    info: dict = field(default_factory=dict)
+
+
+def check_counts(dataset: str, root: Path, found: dict[str, int], expected: dict[str, int]) -> None:
+    """Fail loudly on a wrong or partial download, naming every count that differs."""
+    wrong = [f"{k}: expected {expected[k]}, found {found[k]}" for k in expected if found[k] != expected[k]]
+    if wrong:
+        raise DatasetError(
+            f"{dataset} at {str(root)!r} does not match the official dataset ({'; '.join(wrong)}); "
+            "re-download or re-extract it (data.check_counts=false is meant only for small test fixtures)."
+        )
+
+
+def require_dir(dataset: str, root: Path, layout_help: str) -> Path:
+    root = Path(root).expanduser()
+    if not str(root) or not root.is_dir():
+        raise DatasetError(f"{dataset} root {str(root)!r} is not a directory; expected {layout_help}.")
+    return root
+
+
+# --- helpers shared by the file-based loaders (cub200, cars196, sop, folder) ---
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def check_layout(dataset: str, layout: str, allowed: tuple[str, ...]) -> None:
+    """Reject a misspelt ``data.layout`` instead of silently guessing one."""
+    if layout not in allowed:
+        raise DatasetError(
+            f"{dataset}: unknown layout {layout!r}{suggest(layout, allowed)}; expected one of: {', '.join(allowed)}."
+        )
+
+
+def list_images(folder: Path | str) -> list[str]:
+    """Paths of the image files directly inside ``folder`` (hidden files skipped), sorted by name."""
+    with os.scandir(folder) as entries:
+        return sorted(
+            e.path
+            for e in entries
+            if e.is_file()
+            and not e.name.startswith(".")
+            and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
+        )
+
+
+def require_images(dataset: str, listed_in: Path, paths: list[str]) -> None:
+    """Every image an annotation file lists must exist (one listing per folder: fast even for SOP)."""
+    present: dict[str, set[str]] = {}
+    missing = []
+    for path in paths:
+        folder, name = os.path.split(path)
+        if folder not in present:
+            present[folder] = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+        if name not in present[folder]:
+            missing.append(path)
+    if missing:
+        raise DatasetError(
+            f"{dataset}: {len(missing)} of {len(paths)} images listed in {str(listed_in)!r} are missing "
+            f"(first: {missing[0]!r}); the download looks partial, re-download or re-extract it."
+        )
+
+
+def make_split(dataset: str, name: str, samples: list[tuple[str, int]], texts: dict[int, str]) -> ImageSet:
+    """An ImageSet from (path, dataset class id) pairs: labels follow the sorted ids, images sort by (id, path)."""
+    if not samples:
+        raise DatasetError(f"{dataset}: the {name} split has no images; check the root and the layout.")
+    ids = sorted({cid for _, cid in samples})
+    label = {cid: i for i, cid in enumerate(ids)}
+    samples = sorted(samples, key=lambda s: (s[1], s[0]))
+    return ImageSet(
+        name=name,
+        labels=np.array([label[cid] for _, cid in samples], dtype=np.int64),
+        class_texts=[texts[cid] for cid in ids],
+        class_ids=ids,
+        paths=[path for path, _ in samples],
+    )
+
+
+def split_counts(train: ImageSet, test: ImageSet) -> dict[str, int]:
+    """The counts ``check_counts`` compares against a dataset's official numbers."""
+    return {
+        "images": len(train) + len(test),
+        "train_images": len(train),
+        "test_images": len(test),
+        "train_classes": train.num_classes,
+        "test_classes": test.num_classes,
+    }
+
+
+def split_validation(train: ImageSet, n_val: int) -> tuple[ImageSet, ImageSet]:
+    """Hold out ``n_val`` whole training classes (fixed choice, independent of the run seed)."""
+    if not 0 < n_val <= train.num_classes - 2:
+        raise DatasetError(
+            f"data.val_classes={n_val} must leave at least 2 training classes out of {train.num_classes}."
+        )
+    order = np.random.default_rng(12345).permutation(train.num_classes)
+    val_classes, train_classes = sorted(order[:n_val]), sorted(order[n_val:])
+    return train.subset_classes(train_classes, "train"), train.subset_classes(val_classes, "val")

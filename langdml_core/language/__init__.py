@@ -1,0 +1,1 @@
+"""Language side: frozen text encoders (registry), class-text tables and the matching loss."""

@@ -1,0 +1,206 @@
+"""``train_trial(config)``: one training run, top to bottom in the order things happen.
+
+Runs alone (``langdml train``) or as a Ray Tune function trainable. Seeds everything, builds data,
+model and loss, resumes from the newest checkpoint in the output directory, trains with a class-balanced
+sampler, evaluates Recall@k on the test split (and the validation split when one is carved), writes
+``metrics.json`` and a checkpoint after every epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from langdml_core import checkpoint
+from langdml_core.backbones import build_model
+from langdml_core.config import TrialConfig
+from langdml_core.data import build_dataset, eval_loader, train_loader
+from langdml_core.data.transforms import eval_transform, train_transform
+from langdml_core.errors import ConfigError, NonFiniteLossError
+from langdml_core.evaluate import embed, retrieval_metrics
+from langdml_core.losses import build_loss
+
+EpochCallback = Callable[[dict[str, Any], dict[str, Any]], None]
+"""Called after each epoch with (metrics row, checkpoint state); Ray reporting plugs in here."""
+
+
+def train_trial(
+    config: TrialConfig | dict,
+    on_epoch_end: EpochCallback | None = None,
+    resume_state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
+    out_dir = Path(cfg.run.out_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}").absolute()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    if cfg.language.guidance != "none":
+        raise ConfigError(
+            f"language.guidance={cfg.language.guidance!r} is not available in this version yet; use 'none'."
+        )
+
+    # ---- determinism and device --------------------------------------------------------------
+    seed_everything(cfg.run.seed)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    device = resolve_device(cfg.run.device)
+
+    # ---- data, model, loss, optimiser ----------------------------------------------------------
+    dataset = build_dataset(cfg.data)
+    image_size = cfg.data.image_size or dataset.default_image_size
+    model = build_model(cfg.model).to(device)
+    norm = model.data_config
+    loader = train_loader(
+        dataset.train,
+        train_transform(image_size, norm["mean"], norm["std"], norm["interpolation"]),
+        batch_size=cfg.optim.batch_size,
+        samples_per_class=cfg.data.samples_per_class,
+        seed=cfg.run.seed,
+        num_workers=cfg.data.num_workers,
+    )
+    to_eval = eval_transform(image_size, norm["mean"], norm["std"], norm["interpolation"], cfg.data.resize)
+    eval_splits = {"test": dataset.test, **({"val": dataset.val} if dataset.val is not None else {})}
+    eval_loaders = {
+        name: eval_loader(split, to_eval, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers)
+        for name, split in eval_splits.items()
+    }
+    criterion = build_loss(cfg.loss.name, dataset.train.num_classes, cfg.model.embed_dim, cfg.loss.kwargs).to(
+        device
+    )
+    optimizer = build_optimizer(cfg, model, criterion)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=cfg.optim.milestones, gamma=cfg.optim.gamma
+    )
+
+    # ---- resume ---------------------------------------------------------------------------------
+    history: list[dict[str, Any]] = []
+    start_epoch = 1
+    state = resume_state or checkpoint.load_latest(out_dir)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        criterion.load_state_dict(state["loss"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        history = list(state["history"])
+        start_epoch = int(state["epoch"]) + 1
+        print(f"Resuming from epoch {state['epoch']} ({out_dir})")
+
+    # ---- loop -----------------------------------------------------------------------------------
+    steps_per_epoch = (
+        len(loader) if not cfg.run.max_steps_per_epoch else min(len(loader), cfg.run.max_steps_per_epoch)
+    )
+    for epoch in range(start_epoch, cfg.run.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        loader.batch_sampler.set_epoch(epoch)
+        sums: dict[str, float] = defaultdict(float)
+        last_finite: dict[str, float] = {}
+        bar = tqdm(
+            total=steps_per_epoch,
+            desc=f"epoch {epoch}/{cfg.run.epochs}",
+            disable=not cfg.run.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for step, (images, labels) in enumerate(loader, start=1):
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            embeddings = model(images)
+            terms = criterion(embeddings, labels)
+            loss = sum(terms.values())
+            values = {name: float(value.detach()) for name, value in terms.items()}
+            if not math.isfinite(float(loss.detach())) or not torch.isfinite(embeddings.detach()).all():
+                raise NonFiniteLossError(
+                    f"Non-finite loss at epoch {epoch}, step {step}: {values}; last finite values: {last_finite}."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            last_finite = values
+            for name, value in values.items():
+                sums[name] += value
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()})
+            if step >= steps_per_epoch:
+                break
+        bar.close()
+        scheduler.step()
+
+        row: dict[str, Any] = {"epoch": epoch, **{f"train/{k}": v / steps_per_epoch for k, v in sums.items()}}
+        row["train/seconds"] = time.perf_counter() - started
+        if epoch % cfg.eval.every == 0 or epoch == cfg.run.epochs:
+            for split, split_loader in eval_loaders.items():
+                emb, lab = embed(model, split_loader, device)
+                for key, value in retrieval_metrics(emb, lab, ks=cfg.eval.ks).items():
+                    row[f"{split}/{key}"] = value
+        history.append(row)
+        print(format_row(row))
+
+        state = {
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "loss": criterion.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "history": history,
+        }
+        checkpoint.save(out_dir, epoch, state)
+        write_metrics(out_dir, history)
+        if on_epoch_end is not None:
+            on_epoch_end(row, state)
+    return write_metrics(out_dir, history)
+
+
+# ---- helpers used above ---------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = False
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"run.device={name!r} but no CUDA device is visible; use run.device=cpu or auto.")
+    return torch.device(name)
+
+
+def build_optimizer(cfg: TrialConfig, model: torch.nn.Module, criterion) -> torch.optim.Optimizer:
+    """Backbone + head at optim.lr with weight decay; loss-owned parameters in their own groups."""
+    groups = [
+        {
+            "params": [p for p in model.parameters() if p.requires_grad],
+            "lr": cfg.optim.lr,
+            "weight_decay": cfg.optim.weight_decay,
+            "name": "model",
+        }
+    ]
+    groups += criterion.param_groups(cfg.optim.lr, cfg.loss.lr)
+    optimizer_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optim.name]
+    return optimizer_cls(groups)
+
+
+def write_metrics(out_dir: Path, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """metrics.json: the last evaluated epoch's metrics as ``final`` plus the per-epoch history."""
+    evaluated = [row for row in history if any(k.startswith("test/") for k in row)]
+    summary = {"final": evaluated[-1] if evaluated else {}, "history": history}
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def format_row(row: dict[str, Any]) -> str:
+    parts = [f"epoch {row['epoch']}"]
+    parts += [f"{k}={v:.4f}" for k, v in row.items() if k != "epoch" and isinstance(v, float)]
+    return "  ".join(parts)

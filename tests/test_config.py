@@ -1,0 +1,94 @@
+import json
+
+import pytest
+
+from langdml_core.config import SECTIONS, TrialConfig, field_docs
+from langdml_core.errors import ConfigError
+
+
+def test_defaults_are_the_paper_recipe():
+    cfg = TrialConfig()
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay) == ("adam", 1e-5, 4e-4)
+    assert (cfg.optim.gamma, cfg.optim.milestones) == (1.0, [])  # constant lr, as released
+    assert (cfg.data.samples_per_class, cfg.model.embed_dim, cfg.model.frozen_bn) == (2, 128, True)
+    assert (cfg.language.temperature, cfg.language.shift, cfg.language.topk) == (1.0, 1.0, 5)
+    assert cfg.language.direction == "img||lang" and cfg.language.prompt == "a photo of a {}"
+    assert cfg.eval.ks == [1, 2, 4, 8]
+
+
+def test_every_field_has_a_docstring():
+    for section, cls in SECTIONS.items():
+        docs = field_docs(cls)
+        missing = [k for k in TrialConfig().to_dict()[section] if not docs.get(k)]
+        assert not missing, f"{section}: {missing}"
+
+
+def test_unknown_key_names_key_and_suggests_nearest():
+    with pytest.raises(ConfigError) as info:
+        TrialConfig.from_dict({"loss.nmae": "margin"})
+    message = str(info.value)
+    assert "loss.nmae" in message and "'loss.name'" in message and "\n" not in message
+
+
+def test_unknown_section_is_refused():
+    with pytest.raises(ConfigError, match="optm"):
+        TrialConfig.from_dict({"optm": {"lr": 1}})
+
+
+@pytest.mark.parametrize(
+    "key,value,fragment",
+    [
+        ("run.epochs", "ten", "must be an integer"),
+        ("run.epochs", True, "must be an integer"),
+        ("model.frozen_bn", "yes", "true or false"),
+        ("optim.lr", "fast", "must be a number"),
+        ("eval.ks", [0, 1], "positive integers"),
+        ("language.guidance", "elgg", "did you mean 'elg'"),
+        ("optim.batch_size", 91, "not divisible"),
+        ("optim.batch_size", 2, "fewer than 2 classes"),
+        ("language.prompt", "a photo", "must contain"),
+        ("run.device", "tpu", "expected auto, cpu"),
+    ],
+)
+def test_bad_values_give_one_sentence(key, value, fragment):
+    with pytest.raises(ConfigError, match=fragment) as info:
+        TrialConfig.from_dict({key: value})
+    assert "\n" not in str(info.value)
+
+
+def test_nested_dotted_and_mixed_forms_agree():
+    a = TrialConfig.from_dict({"loss": {"name": "margin", "kwargs": {"margin": 0.3}}, "optim": {"lr": 1}})
+    b = TrialConfig.from_dict({"loss.name": "margin", "loss.kwargs.margin": 0.3, "optim.lr": 1})
+    assert a == b and a.optim.lr == 1.0 and isinstance(a.optim.lr, float)
+
+
+def test_load_file_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("loss:\n  name: margin\nrun:\n  epochs: 3\n")
+    cfg = TrialConfig.load(path, ["run.epochs=5", "eval.ks=[1, 4]", "loss.kwargs.margin=0.1"])
+    assert (cfg.loss.name, cfg.run.epochs, cfg.eval.ks, cfg.loss.kwargs) == (
+        "margin",
+        5,
+        [1, 4],
+        {"margin": 0.1},
+    )
+    json_path = tmp_path / "c.json"
+    json_path.write_text(json.dumps(cfg.to_dict()))
+    assert TrialConfig.load(json_path) == cfg
+
+
+def test_round_trip_through_flat_dict():
+    cfg = TrialConfig.from_dict({"loss.kwargs": {"alpha": 3}, "data.val_classes": 4})
+    assert TrialConfig.from_dict(cfg.flat()) == cfg
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        TrialConfig.load(None, ["run.epochs"])
+
+
+def test_scientific_notation_without_dot_is_a_number(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 1e-4\n")
+    assert TrialConfig.load(path, ["loss.lr=5e-4"]).optim.lr == 1e-4
+    assert TrialConfig.load(path, ["loss.lr=5e-4"]).loss.lr == 5e-4

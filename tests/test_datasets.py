@@ -1,0 +1,334 @@
+"""The file-based dataset loaders on tiny fixture trees: splits, labels, texts, ids and failure messages."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+from PIL import Image
+
+from langdml_core.data import cars196, cub200, folder, sop
+from langdml_core.data.base import DATASETS, DatasetError
+
+_buffer = io.BytesIO()
+Image.new("RGB", (8, 8), (200, 30, 30)).save(_buffer, format="JPEG")
+JPEG = _buffer.getvalue()
+
+
+def write_images(folder: Path, names: list[str]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(JPEG)
+    return [folder / name for name in names]
+
+
+def check_split(images, class_ids, class_texts, per_class) -> None:
+    """Contiguous labels in class-id order, absolute existing paths, images sorted by (label, path)."""
+    assert images.class_ids == class_ids
+    assert images.class_texts == class_texts
+    assert images.labels.tolist() == [c for c, n in enumerate(per_class) for _ in range(n)]
+    assert all(os.path.isabs(p) and os.path.isfile(p) for p in images.paths)
+    assert list(zip(images.labels.tolist(), images.paths, strict=True)) == sorted(
+        zip(images.labels.tolist(), images.paths, strict=True)
+    )
+    assert images.load(0).size == (8, 8)
+
+
+def test_all_four_are_registered():
+    for name, builder in [
+        ("cub200", cub200.build_cub200),
+        ("cars196", cars196.build_cars196),
+        ("sop", sop.build_sop),
+        ("folder", folder.build_folder),
+    ]:
+        assert DATASETS.get(name) is builder
+
+
+# --- CUB200-2011 ---
+
+CUB_CLASSES = {
+    1: "001.Black_footed_Albatross",
+    2: "002.Laysan_Albatross",
+    101: "101.White_Pelican",
+    102: "102.Western_Wood_Pewee",
+}
+CUB_PER_CLASS = {1: 2, 2: 1, 101: 3, 102: 2}
+
+
+def make_cub(root: Path, annotations: bool = True) -> Path:
+    base = root / "CUB_200_2011"
+    rows = []
+    for cid, folder_name in CUB_CLASSES.items():
+        names = [f"img_{k}.jpg" for k in range(CUB_PER_CLASS[cid])]
+        write_images(base / "images" / folder_name, names)
+        rows += [(f"{folder_name}/{n}", cid) for n in names]
+    if annotations:
+        rows = rows[::-1]  # image ids not in class order: the loader must sort
+        (base / "images.txt").write_text("".join(f"{i} {rel}\n" for i, (rel, _) in enumerate(rows, 1)))
+        (base / "image_class_labels.txt").write_text(
+            "".join(f"{i} {c}\n" for i, (_, c) in enumerate(rows, 1))
+        )
+        (base / "classes.txt").write_text("".join(f"{c} {n}\n" for c, n in CUB_CLASSES.items()))
+        # The classification split, deliberately misleading: it would put classes 101/102 into training.
+        (base / "train_test_split.txt").write_text(
+            "".join(f"{i} {int(c > 100)}\n" for i, (_, c) in enumerate(rows, 1))
+        )
+    return base
+
+
+def check_cub(ds) -> None:
+    assert ds.name == "cub200" and ds.default_image_size == 224
+    check_split(ds.train, [1, 2], ["Black footed Albatross", "Laysan Albatross"], [2, 1])
+    check_split(ds.test, [101, 102], ["White Pelican", "Western Wood Pewee"], [3, 2])
+
+
+@pytest.mark.parametrize("inner", [False, True], ids=["parent-root", "CUB_200_2011-root"])
+def test_cub_official_ignores_classification_split(tmp_path, inner):
+    base = make_cub(tmp_path)
+    ds = cub200.build_cub200(base if inner else tmp_path, check_counts=False)
+    assert ds.info["layout"] == "official" and ds.info["root"] == str(base if inner else tmp_path)
+    check_cub(ds)
+
+
+@pytest.mark.parametrize("where", ["parent", "CUB_200_2011", "images"])
+def test_cub_folders(tmp_path, where):
+    base = make_cub(tmp_path, annotations=False)
+    root = {"parent": tmp_path, "CUB_200_2011": base, "images": base / "images"}[where]
+    ds = cub200.build_cub200(root, check_counts=False)
+    assert ds.info["layout"] == "folders"
+    check_cub(ds)
+
+
+def test_cub_text_is_after_last_dot():
+    assert cub200.class_text("001.Black_footed_Albatross") == "Black footed Albatross"
+    assert cub200.class_text("200.Common_Yellowthroat") == "Common Yellowthroat"
+
+
+def test_cub_counts_are_checked(tmp_path):
+    make_cub(tmp_path)
+    with pytest.raises(
+        DatasetError, match=r"images: expected 11788, found 8.*train_images: expected 5864, found 3"
+    ):
+        cub200.build_cub200(tmp_path)
+
+
+def test_cub_missing_image_is_reported_without_count_check(tmp_path):
+    base = make_cub(tmp_path)
+    gone = base / "images" / "101.White_Pelican" / "img_1.jpg"
+    gone.unlink()
+    with pytest.raises(DatasetError, match=r"1 of 8 images .*images\.txt.* missing") as err:
+        cub200.build_cub200(tmp_path, check_counts=False)
+    assert str(gone) in str(err.value)
+
+
+def test_cub_missing_root_and_files(tmp_path):
+    with pytest.raises(DatasetError, match="not a directory") as err:
+        cub200.build_cub200(tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in str(err.value)
+    make_cub(tmp_path, annotations=False)
+    with pytest.raises(DatasetError, match=r"images\.txt.* is missing"):
+        cub200.build_cub200(tmp_path, layout="official", check_counts=False)
+
+
+@pytest.mark.parametrize(
+    "builder", [cub200.build_cub200, cars196.build_cars196, sop.build_sop, folder.build_folder]
+)
+def test_unknown_layout_is_rejected(tmp_path, builder):
+    with pytest.raises(DatasetError, match="unknown layout 'oficial'.*expected one of"):
+        builder(tmp_path, layout="oficial")
+
+
+# --- CARS196 ---
+
+# Official order differs from alphabetical: alphabetically, the two test classes would come first.
+CARS_NAMES = ["Zonda Roadster 2001", "Yaris Hatchback 2002"] + [f"Filler Car {k:03d}" for k in range(3, 99)]
+CARS_NAMES += ["Audi A4 Sedan 2003", "Ram C/V Cargo Van Minivan 2012"]  # ids 99 and 100
+CARS_PER_CLASS = {1: 2, 2: 1, 99: 1, 100: 3}
+
+
+def save_cars_mat(path: Path, rows: list[tuple[str, int]]) -> None:
+    """A cars_annos.mat shaped like the real one: 1xN struct array and a 1xC cell array of names."""
+    fields = ["relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "test"]
+    annotations = np.zeros((1, len(rows)), dtype=[(f, "O") for f in fields])
+    for i, (rel, cid) in enumerate(rows):
+        # test=1 on a training class: the classification flag must be ignored
+        annotations[0, i] = (
+            rel,
+            np.uint8(1),
+            np.uint8(1),
+            np.uint8(7),
+            np.uint8(7),
+            np.uint8(cid),
+            np.uint8(i % 2),
+        )
+    names = np.empty((1, len(CARS_NAMES)), dtype=object)
+    names[0, :] = CARS_NAMES
+    scipy.io.savemat(str(path), {"annotations": annotations, "class_names": names})
+
+
+def make_cars_official(root: Path) -> list[tuple[str, int]]:
+    rows, n = [], 0
+    for cid, count in CARS_PER_CLASS.items():
+        for _ in range(count):
+            n += 1
+            rows.append((f"car_ims/{n:06d}.jpg", cid))
+    write_images(root / "car_ims", [Path(rel).name for rel, _ in rows])
+    save_cars_mat(root / "cars_annos.mat", rows)
+    return rows
+
+
+def make_cars_folders(root: Path, order: str | None) -> None:
+    for cid, count in CARS_PER_CLASS.items():
+        write_images(root / CARS_NAMES[cid - 1].replace("/", "-"), [f"{k:05d}.jpg" for k in range(count)])
+    if order == "txt":
+        (root / "class_names.txt").write_text("\n".join(CARS_NAMES) + "\n")
+    elif order == "mat":
+        save_cars_mat(root / "cars_annos.mat", [("car_ims/000001.jpg", 1)])  # no car_ims/: still folders
+
+
+def check_cars(ds) -> None:
+    """The trap: train = official ids 1 and 2 (Zonda, Yaris), not the alphabetically first folders."""
+    assert ds.name == "cars196"
+    check_split(ds.train, [1, 2], ["Zonda Roadster 2001", "Yaris Hatchback 2002"], [2, 1])
+    check_split(ds.test, [99, 100], ["Audi A4 Sedan 2003", "Ram C/V Cargo Van Minivan 2012"], [1, 3])
+
+
+def test_cars_official(tmp_path):
+    make_cars_official(tmp_path)
+    ds = cars196.build_cars196(tmp_path, check_counts=False)
+    assert ds.info["layout"] == "official"
+    check_cars(ds)
+
+
+@pytest.mark.parametrize("order", ["txt", "mat"])
+def test_cars_folders_split_by_official_order(tmp_path, order):
+    make_cars_folders(tmp_path, order)
+    assert sorted(os.listdir(tmp_path))[0] == "Audi A4 Sedan 2003"  # the trap is armed
+    ds = cars196.build_cars196(tmp_path, check_counts=False)
+    assert ds.info["layout"] == "folders"
+    check_cars(ds)
+
+
+def test_cars_folders_without_order_refuse_alphabetical(tmp_path):
+    make_cars_folders(tmp_path, None)
+    with pytest.raises(DatasetError, match=r"alphabetically.*class_names\.txt"):
+        cars196.build_cars196(tmp_path, check_counts=False)
+
+
+def test_cars_unknown_folder(tmp_path):
+    make_cars_folders(tmp_path, "txt")
+    write_images(tmp_path / "train", ["x.jpg"])
+    with pytest.raises(DatasetError, match="not an official class name"):
+        cars196.build_cars196(tmp_path, check_counts=False)
+
+
+def test_cars_counts_and_missing_image(tmp_path):
+    rows = make_cars_official(tmp_path)
+    with pytest.raises(
+        DatasetError, match=r"images: expected 16185, found 7.*train_classes: expected 98, found 2"
+    ):
+        cars196.build_cars196(tmp_path)
+    (tmp_path / rows[-1][0]).unlink()
+    with pytest.raises(DatasetError, match=r"1 of 7 images .*cars_annos\.mat.* missing .*000007\.jpg"):
+        cars196.build_cars196(tmp_path, check_counts=False)
+
+
+def test_cars_missing_root_and_mat(tmp_path):
+    with pytest.raises(DatasetError, match="not a directory") as err:
+        cars196.build_cars196(tmp_path / "cars")
+    assert str(tmp_path / "cars") in str(err.value)
+    with pytest.raises(DatasetError, match=r"cars_annos\.mat.* is missing"):
+        cars196.build_cars196(tmp_path, layout="official")
+
+
+# --- Stanford Online Products ---
+
+SOP_TRAIN = [
+    (1, 1, "bicycle_final/111_0.JPG"),
+    (1, 1, "bicycle_final/111_1.JPG"),
+    (2, 2, "coffee_maker_final/222_0.JPG"),
+]
+SOP_TEST = [
+    (11320, 2, "coffee_maker_final/333_1.JPG"),
+    (11320, 2, "coffee_maker_final/333_0.JPG"),
+    (11319, 1, "bicycle_final/444_0.JPG"),
+]
+
+
+def make_sop(root: Path) -> Path:
+    base = root / "Stanford_Online_Products"
+    for filename, rows in [("Ebay_train.txt", SOP_TRAIN), ("Ebay_test.txt", SOP_TEST)]:
+        lines = ["image_id class_id super_class_id path"]
+        lines += [f"{i} {cid} {sid} {rel}" for i, (cid, sid, rel) in enumerate(rows, 1)]
+        (base / filename).parent.mkdir(parents=True, exist_ok=True)
+        (base / filename).write_text("\n".join(lines) + "\n")
+        for _, _, rel in rows:
+            write_images((base / rel).parent, [Path(rel).name])
+    return base
+
+
+@pytest.mark.parametrize("inner", [False, True])
+def test_sop_official(tmp_path, inner):
+    base = make_sop(tmp_path)
+    ds = sop.build_sop(base if inner else tmp_path, check_counts=False)
+    assert ds.name == "sop"
+    check_split(ds.train, [1, 2], ["bicycle", "coffee maker"], [2, 1])
+    check_split(ds.test, [11319, 11320], ["bicycle", "coffee maker"], [1, 2])
+    assert ds.test.paths[1].endswith("333_0.JPG")
+    assert ds.info["super_class_of_train"] == [1, 2] and ds.info["super_class_of_test"] == [1, 2]
+
+
+def test_sop_counts_missing_image_and_missing_file(tmp_path):
+    base = make_sop(tmp_path)
+    with pytest.raises(DatasetError, match=r"train_classes: expected 11318, found 2"):
+        sop.build_sop(tmp_path)
+    (base / "bicycle_final" / "444_0.JPG").unlink()
+    with pytest.raises(DatasetError, match=r"1 of 3 images .*Ebay_test\.txt.*444_0\.JPG"):
+        sop.build_sop(tmp_path, check_counts=False)
+    (base / "Ebay_test.txt").unlink()
+    with pytest.raises(DatasetError, match=r"Ebay_test\.txt.* is missing"):
+        sop.build_sop(tmp_path, check_counts=False)
+    with pytest.raises(DatasetError, match="not a directory") as err:
+        sop.build_sop(tmp_path / "sop")
+    assert str(tmp_path / "sop") in str(err.value)
+
+
+def test_sop_class_text():
+    assert sop.class_text("coffee_maker_final") == "coffee maker"
+    assert sop.class_text("bicycle_final") == "bicycle"
+
+
+# --- generic class folders ---
+
+
+def make_folder(root: Path) -> None:
+    write_images(root / "train" / "red_fox", ["b.jpg", "a.png"])
+    write_images(root / "train" / "arctic_wolf", ["x.JPEG"])
+    write_images(root / "test" / "snow_owl", ["1.webp", "2.bmp", "3.jpg"])
+    (root / "train" / "red_fox" / "notes.txt").write_text("not an image")
+    (root / "train" / "README.md").write_text("not a class")
+
+
+def test_folder_dataset(tmp_path):
+    make_folder(tmp_path)
+    ds = folder.build_folder(tmp_path)  # check_counts=True: nothing to check for user data
+    assert ds.name == "folder" and ds.info["layout"] == "folders"
+    assert ds.train.class_texts == ["arctic wolf", "red fox"] and ds.train.class_ids == [1, 2]
+    assert ds.train.labels.tolist() == [0, 1, 1]
+    assert [Path(p).name for p in ds.train.paths] == ["x.JPEG", "a.png", "b.jpg"]
+    assert ds.test.class_texts == ["snow owl"] and ds.test.class_ids == [3] and len(ds.test) == 3
+
+
+def test_folder_requires_disjoint_classes_and_both_splits(tmp_path):
+    make_folder(tmp_path)
+    write_images(tmp_path / "test" / "red_fox", ["c.jpg"])
+    with pytest.raises(DatasetError, match="'red_fox'.*disjoint"):
+        folder.build_folder(tmp_path)
+    only_train = tmp_path / "only_train"
+    write_images(only_train / "train" / "cat", ["c.jpg"])
+    with pytest.raises(DatasetError, match=r"only_train/test' is not a directory"):
+        folder.build_folder(only_train)

@@ -1,0 +1,152 @@
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import tiny_trial
+
+from langdml_core import train as train_module
+from langdml_core.errors import NonFiniteLossError
+from langdml_core.train import train_trial
+
+
+def strip_timing(history):
+    return [{k: v for k, v in row.items() if k != "train/seconds"} for row in history]
+
+
+def test_trial_writes_per_epoch_metrics_and_config(tmp_path):
+    summary = train_trial(tiny_trial(tmp_path))
+    out = tmp_path / "run"
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["final"] == summary["final"] and len(saved["history"]) == 2
+    for row in saved["history"]:
+        for k in (1, 2, 4, 8):
+            assert 0.0 <= row[f"test/recall_at_{k}"] <= 1.0
+        assert math.isfinite(row["train/dml_loss"])
+    assert json.loads((out / "config.json").read_text())["run"]["epochs"] == 2
+    assert sorted(p.name for p in out.glob("checkpoint_epoch*.pt")) == [
+        "checkpoint_epoch0001.pt",
+        "checkpoint_epoch0002.pt",
+    ]
+
+
+def test_resume_after_a_crash_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
+    straight = train_trial(tiny_trial(tmp_path / "a"))
+
+    def crash_after_first_epoch(row, state):
+        if row["epoch"] == 1:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_trial(tiny_trial(tmp_path / "b"), on_epoch_end=crash_after_first_epoch)
+    resumed = train_trial(tiny_trial(tmp_path / "b"))
+    assert strip_timing(resumed["history"]) == strip_timing(straight["history"])
+
+
+def test_validation_split_is_class_disjoint_and_evaluated(tmp_path):
+    summary = train_trial(tiny_trial(tmp_path, **{"data.val_classes": 8, "run.epochs": 1}))
+    assert "val/recall_at_1" in summary["final"] and "test/recall_at_1" in summary["final"]
+
+
+def test_eval_every_skips_epochs_but_always_evaluates_the_last(tmp_path):
+    summary = train_trial(
+        tiny_trial(tmp_path, **{"run.epochs": 3, "eval.every": 2, "run.max_steps_per_epoch": 1})
+    )
+    evaluated = [row["epoch"] for row in summary["history"] if "test/recall_at_1" in row]
+    assert evaluated == [2, 3]
+
+
+def test_non_finite_loss_stops_the_trial_with_epoch_and_step(tmp_path, monkeypatch):
+    real_build = train_module.build_loss
+
+    def build_poisoned(*args, **kwargs):
+        loss = real_build(*args, **kwargs)
+        calls = {"n": 0}
+        forward = loss.forward
+
+        def poisoned(embeddings, labels):
+            calls["n"] += 1
+            terms = forward(embeddings, labels)
+            return {k: v * float("nan") for k, v in terms.items()} if calls["n"] == 2 else terms
+
+        loss.forward = poisoned
+        return loss
+
+    monkeypatch.setattr(train_module, "build_loss", build_poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 2.*last finite values: \{'dml_loss'"):
+        train_trial(tiny_trial(tmp_path))
+
+
+def test_frozen_bn_keeps_running_statistics(tmp_path):
+    from langdml_core.backbones import build_model
+    from langdml_core.config import ModelConfig
+
+    model = build_model(ModelConfig(pretrained=False, embed_dim=8, frozen_bn=True)).train()
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = bn.running_mean.clone()
+    model(torch.randn(4, 3, 32, 32))
+    assert torch.equal(before, bn.running_mean) and not bn.training and bn.weight.requires_grad
+
+
+def test_cli_rejects_typo_with_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "langdml_core.cli", "train", "--set", "loss.nmae=margin"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "loss.nmae" in lines[0] and "loss.name" in lines[0]
+
+
+def test_cli_missing_dataset_root_names_path_and_layout(tmp_path):
+    missing = tmp_path / "nowhere"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "langdml_core.cli",
+            "train",
+            "--set",
+            "data.name=cub200",
+            "--set",
+            f"data.root={missing}",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(missing) in lines[0] and "CUB_200_2011" in lines[0]
+
+
+@pytest.mark.slow
+def test_cli_train_is_reproducible(tmp_path):
+    def run(out):
+        cmd = [
+            sys.executable,
+            "-m",
+            "langdml_core.cli",
+            "train",
+            "--set",
+            "run.epochs=1",
+            "--set",
+            "run.max_steps_per_epoch=4",
+            "--set",
+            "run.progress=false",
+            "--out",
+            str(out),
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "final:" in result.stdout
+        return json.loads((out / "metrics.json").read_text())
+
+    a, b = run(tmp_path / "a"), run(tmp_path / "b")
+    assert strip_timing(a["history"]) == strip_timing(b["history"])
