@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/langdml train --config configs/demo.yaml --out runs/demo
+	$(BIN)/langdml train --set optim.lr=1e-4 --set run.epochs=8 --out runs/demo
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 -m "not slow"

@@ -28,6 +28,8 @@ def tiny_trial(tmp_path, **overrides):
     """A config dict for a seconds-long CPU trial on the demo data."""
     config = {
         "data.name": "demo",
+        "model.backbone": "test_efficientnet",  # timm's tiny test model: seconds, not minutes
+        "model.pretrained": False,
         "model.embed_dim": 32,
         "optim.batch_size": 32,
         "optim.lr": 1e-4,

@@ -34,28 +34,30 @@ def test_registered_and_count_check_runs():
 
 @pytest.mark.slow
 def test_name_similarity_correlates_with_visual_similarity(demo_dataset):
-    """Language relations must mean something visually: MiniLM similarity of the class names vs the
-    similarity of class-mean colour/texture statistics, over all pairs of test classes."""
+    """Language relations must mean something visually. Over all pairs of test classes, compare MiniLM
+    cosine similarity of the class names with the cosine similarity of class-mean ImageNet features
+    (the packaged EfficientNet-Lite0, before any DML training)."""
+    import torch
+
+    from langdml_core.backbones import create_backbone
+    from langdml_core.data import eval_loader
+    from langdml_core.data.transforms import eval_transform
+    from langdml_core.evaluate import embed
     from langdml_core.language.encoders import ENCODERS
 
     test = demo_dataset.test
-    names = test.class_texts
-    text = ENCODERS.create("minilm").encode(names)
+    text = ENCODERS.create("minilm").encode(test.class_texts)
     text_sim = text @ text.T
 
-    # A simple, model-free visual descriptor: per-image RGB histogram of the central region plus
-    # gradient-orientation energy (texture), averaged per class.
-    images = test.images.astype(np.float32) / 255
-    centre = images[:, 16:48, 16:48]
-    hist = np.stack([np.histogramdd(c.reshape(-1, 3), bins=4, range=[(0, 1)] * 3)[0].ravel() for c in centre])
-    gy, gx = np.gradient(centre.mean(-1), axis=(1, 2))
-    texture = np.stack([np.abs(gx).mean((1, 2)), np.abs(gy).mean((1, 2)), (gx * gy).mean((1, 2))], 1)
-    feats = np.concatenate([hist / hist.sum(1, keepdims=True), texture * 10], 1)
-    means = np.stack([feats[test.labels == c].mean(0) for c in range(test.num_classes)])
-    means = (means - means.mean(0)) / (means.std(0) + 1e-8)
+    backbone = create_backbone("tf_efficientnet_lite0", pretrained=True)
+    cfg = backbone.pretrained_cfg
+    loader = eval_loader(test, eval_transform(64, cfg["mean"], cfg["std"], "bicubic"), batch_size=256)
+    feats, labels = embed(backbone, loader, torch.device("cpu"))
+    means = np.stack([feats[labels == c].mean(0).numpy() for c in range(test.num_classes)])
     means /= np.linalg.norm(means, axis=1, keepdims=True)
     visual_sim = means @ means.T
-    upper = np.triu_indices(len(names), 1)
+
+    upper = np.triu_indices(test.num_classes, 1)
     rho = spearmanr(text_sim[upper], visual_sim[upper]).statistic
     print(f"spearman(name similarity, visual similarity) over {len(upper[0])} class pairs = {rho:.3f}")
     assert rho > 0.2

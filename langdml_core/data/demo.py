@@ -28,7 +28,7 @@ from langdml_core.cache import atomic_write, cache_dir, locked
 from langdml_core.data.base import DATASETS, DMLDataset, ImageSet
 from langdml_core.data.base import check_counts as assert_counts
 
-VERSION = 1
+VERSION = 2
 SIZE = 64  # stored image size; the default crop is 64 as well (see DEFAULT_IMAGE_SIZE)
 RENDER = 128  # drawn at 2x, then downsampled (anti-aliasing)
 IMAGES_PER_CLASS = 24
@@ -109,37 +109,29 @@ def _pattern(pattern: str, rng: np.random.Generator) -> np.ndarray:
 
 def render(colour: str, pattern: str, shape: str, rng: np.random.Generator) -> np.ndarray:
     """One (SIZE, SIZE, 3) uint8 image of the given class with random nuisances."""
-    # Cluttered background: low-frequency colour noise plus a grey distractor shape.
-    low = rng.uniform(60, 200, size=(4, 4, 3)).astype(np.uint8)
-    background = Image.fromarray(low).resize((RENDER, RENDER), Image.BICUBIC)
-    canvas = np.asarray(background, dtype=np.float32)
-    grey = rng.uniform(80, 200)
-    distractor = (
-        np.asarray(
-            _mask(
-                str(rng.choice(SHAPES)),
-                *rng.uniform(10, RENDER - 10, 2),
-                rng.uniform(8, 18),
-                rng.uniform(0, 2 * np.pi),
-            ),
-            dtype=np.float32,
-        )[..., None]
-        / 255
-    )
-    canvas = canvas * (1 - distractor) + grey * distractor
+    # Cluttered background: low-frequency colour noise plus two small plain distractor shapes in
+    # random demo colours (so colour alone does not give the class away).
+    low = rng.uniform(50, 210, size=(5, 5, 3)).astype(np.uint8)
+    canvas = np.asarray(Image.fromarray(low).resize((RENDER, RENDER), Image.BICUBIC), dtype=np.float32)
+    for _ in range(2):
+        tint = np.array(COLOURS[str(rng.choice(list(COLOURS)))], dtype=np.float32) + rng.normal(0, 20, 3)
+        blob = _mask(str(rng.choice(SHAPES)), *rng.uniform(8, RENDER - 8, 2), rng.uniform(7, 15), rng.uniform(0, 2 * np.pi))
+        alpha = np.asarray(blob, dtype=np.float32)[..., None] / 255
+        canvas = canvas * (1 - alpha) + tint * alpha
 
-    base = np.array(COLOURS[colour], dtype=np.float32) + rng.normal(0, 18, 3)  # colour jitter
-    base = base * rng.uniform(0.75, 1.15)  # illumination
-    secondary = np.full(3, rng.uniform(200, 250), dtype=np.float32)
+    # Object colour: jittered so that neighbouring colours (red/orange, blue/purple) overlap a little.
+    base = np.array(COLOURS[colour], dtype=np.float32) + rng.normal(0, 26, 3)
+    base = base * rng.uniform(0.65, 1.2)  # illumination
+    secondary = base + rng.uniform(0.35, 0.75) * (255 - base)  # pattern contrast varies
     texture = _pattern(pattern, rng)[..., None]
     fill = texture * base + (1 - texture) * secondary
 
-    r = rng.uniform(0.22, 0.4) * RENDER
+    r = rng.uniform(0.17, 0.34) * RENDER
     cx, cy = rng.uniform(r, RENDER - r, 2)
     mask = np.asarray(_mask(shape, cx, cy, r, rng.uniform(0, 2 * np.pi)), dtype=np.float32)[..., None] / 255
     canvas = canvas * (1 - mask) + fill * mask
-    canvas += rng.normal(0, 8, canvas.shape)  # sensor noise
-    image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.6))
+    canvas += rng.normal(0, 10, canvas.shape)  # sensor noise
+    image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.7))
     return np.asarray(image.resize((SIZE, SIZE), Image.BILINEAR), dtype=np.uint8)
 
 
