@@ -76,6 +76,10 @@ class LanguageConfig:
     """Language guidance: none, elg (expert class names) or plg (ImageNet pseudo-label names)."""
     encoder: str = "minilm"
     """Language encoder name (registry); the embedded default is the packaged all-MiniLM-L6-v2."""
+    encoder_path: str = ""
+    """Local checkpoint file / model directory / vectors file of the encoder (empty = packaged or HF cache)."""
+    pooling: str = "auto"
+    """Text pooling for transformers encoders: auto (the model's own, e.g. BERT pooler), pooler, cls, mean, last."""
     omega: float = 1.0
     """Weight of the language matching term in L = L_DML + omega * L_match."""
     temperature: float = 1.0
@@ -90,6 +94,10 @@ class LanguageConfig:
     """Prompt template applied to every class text."""
     delay: int = 0
     """Iterations before the matching term switches on."""
+    plg_classifier: str = "tf_efficientnet_lite0"
+    """PLG: timm ImageNet classifier run once over the training split (release: ResNet-50)."""
+    plg_weights_file: str = ""
+    """PLG: local weights of that classifier (empty = packaged or cached weights)."""
     plg_average: str = "logits"
     """PLG: average logits (release) or softmax outputs (paper text) over a class's images."""
     mask_same_class: bool = True
@@ -137,7 +145,7 @@ class RunConfig:
     out_dir: str = ""
     """Output directory for config.json, metrics.json and checkpoints (empty = runs/<timestamp>)."""
     progress: bool = True
-    """Show a progress bar for local runs."""
+    """Show a progress bar for local runs (only when stderr is a terminal)."""
     max_steps_per_epoch: int = 0
     """Cap on training steps per epoch for smoke tests (0 = a full epoch)."""
 
@@ -158,6 +166,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "language.guidance": ("none", "elg", "plg"),
     "language.direction": ("img||lang", "lang||img"),
     "language.plg_average": ("logits", "softmax"),
+    "language.pooling": ("auto", "pooler", "cls", "mean", "last"),
     "optim.name": ("adam", "adamw"),
 }
 

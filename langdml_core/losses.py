@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from torch import Tensor, nn
@@ -38,9 +39,9 @@ class DMLLoss(nn.Module):
     fixed: ClassVar[dict[str, Any]] = {}
     """Settings that are not overridable but belong in the record (distance, miner, pml reducer)."""
 
-    def __init__(self, num_classes: int, embed_dim: int, **kwargs: Any):
+    def __init__(self, num_classes: int, embed_dim: int, feature_dim: int = 0, **kwargs: Any):
         super().__init__()
-        self.num_classes, self.embed_dim = num_classes, embed_dim
+        self.num_classes, self.embed_dim, self.feature_dim = num_classes, embed_dim, feature_dim
         self.hparams: dict[str, Any] = {**self.defaults, **kwargs, **self.fixed}
         self.loss_fn: nn.Module = self.build_pml()
         self.miner: nn.Module | None = self.build_miner()
@@ -56,9 +57,14 @@ class DMLLoss(nn.Module):
         return None if self.miner is None else self.miner(embeddings, labels)
 
     def forward(
-        self, embeddings: Tensor, labels: Tensor, indices: Indices | None = None
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        indices: Indices | None = None,
+        features: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """``indices`` replaces this batch's mining (tests, reuse of one mining for two terms)."""
+        """``indices`` replaces this batch's mining (tests); ``features`` (pooled backbone output) is for
+        losses that need it (S2SD) and ignored here."""
         if embeddings.dtype in (torch.float16, torch.bfloat16):
             # pml casts proxies/weights *in place* to the input dtype; keep them and the maths in fp32.
             embeddings = embeddings.float()
@@ -244,6 +250,108 @@ class Contrastive(DMLLoss):
         return pml_losses.ContrastiveLoss(pos_margin=h["pos_margin"], neg_margin=h["neg_margin"])
 
 
+@_register("s2sd")
+class S2SD(DMLLoss):
+    """S2SD (Roth et al. 2021): a base DML loss plus higher-dimensional auxiliary embedding heads trained with
+    the same base loss, KL distillation of their (detached) similarity structure into the base embedding,
+    and distillation of the pooled backbone features' similarity structure.
+
+    Original S2SD: ``sim_distill_weight`` 50 and ``feat_distill_weight`` 50 after 1000 iterations. The
+    language-guidance release ran S2SD with similarity distillation off (weight 0, feature distillation
+    only); that is the default here because the paper's Table 1 numbers come from it. Set
+    ``loss.kwargs.sim_distill_weight=50`` for the original method.
+    """
+
+    defaults = {
+        "base": "multisimilarity",
+        "base_kwargs": {},
+        "target_dims": [1024, 1536, 2048],
+        "temperature": 1.0,
+        "sim_distill_weight": 0.0,
+        "feat_distill_weight": 50.0,
+        "feat_distill_delay": 1000,
+    }
+    fixed = {
+        "heads": "mlp(F, F) -> relu -> linear(F, d), L2-normalised",
+        "kl": "KL(P_teacher || P_base), teacher detached",
+    }
+
+    def __init__(self, num_classes: int, embed_dim: int, feature_dim: int = 0, **kwargs: Any):
+        super().__init__(num_classes, embed_dim, feature_dim, **kwargs)
+        if feature_dim <= 0:
+            raise ConfigError("loss 's2sd' needs the backbone's pooled feature dimension (feature_dim).")
+        h = self.hparams
+        if h["base"] == "s2sd":
+            raise ConfigError(
+                "loss.kwargs.base='s2sd' is not valid; S2SD wraps a plain DML loss such as multisimilarity."
+            )
+        self.base = build_loss(h["base"], num_classes, embed_dim, h["base_kwargs"])
+        dims = [int(d) for d in h["target_dims"]]
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(feature_dim, feature_dim), nn.ReLU(), nn.Linear(feature_dim, d))
+            for d in dims
+        )
+        self.target_losses = nn.ModuleList(
+            build_loss(h["base"], num_classes, d, h["base_kwargs"]) for d in dims
+        )
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def build_pml(self) -> nn.Module:
+        return nn.Identity()  # the base and target losses are full DMLLoss modules
+
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        indices: Indices | None = None,
+        features: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        if features is None:
+            raise ValueError("S2SD needs the pooled backbone features: call it with features=...")
+        h = self.hparams
+        if embeddings.dtype in (torch.float16, torch.bfloat16):  # as in DMLLoss.forward: maths in fp32
+            embeddings, features = embeddings.float(), features.float()
+        terms = {"dml_loss": self.base(embeddings, labels, indices)["dml_loss"]}
+        log_p_base = F.log_softmax(embeddings @ embeddings.T / h["temperature"], dim=1)
+        target_loss, sim_distill = embeddings.new_zeros(()), embeddings.new_zeros(())
+        for head, loss in zip(self.heads, self.target_losses, strict=True):
+            target = F.normalize(head(features), dim=-1)
+            target_loss = target_loss + loss(target, labels)["dml_loss"]
+            if h["sim_distill_weight"]:
+                sim_distill = sim_distill + _kl_rows(target @ target.T / h["temperature"], log_p_base)
+        terms["s2sd_target_loss"] = target_loss
+        terms["s2sd_sim_distill_loss"] = h["sim_distill_weight"] * sim_distill
+        feat_loss = embeddings.new_zeros(())
+        if h["feat_distill_weight"] and int(self.step) >= h["feat_distill_delay"]:
+            pooled = F.normalize(features, dim=-1)
+            feat_loss = h["feat_distill_weight"] * _kl_rows(pooled @ pooled.T / h["temperature"], log_p_base)
+        terms["s2sd_feat_distill_loss"] = feat_loss
+        if self.training:
+            self.step += 1
+        return terms
+
+    def param_groups(self, base_lr: float, lr_override: float = 0.0) -> list[dict[str, Any]]:
+        """The auxiliary heads train at the model's lr; the wrapped losses keep their own groups."""
+        groups = [
+            {
+                "params": list(self.heads.parameters()),
+                "lr": lr_override or base_lr,
+                "weight_decay": 0.0,
+                "name": "loss.s2sd.heads",
+            }
+        ]
+        for i, loss in enumerate([self.base, *self.target_losses]):
+            for group in loss.param_groups(base_lr, lr_override):
+                groups.append({**group, "name": f"{group['name']}.{i}"})
+        return groups
+
+
+def _kl_rows(teacher_logits: Tensor, log_p_student: Tensor) -> Tensor:
+    """Mean over rows of KL(softmax(teacher) || student); the teacher gets no gradient."""
+    log_p_teacher = F.log_softmax(teacher_logits.detach(), dim=1)
+    return (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=1).mean()
+
+
 def _check_kwarg(name: str, key: str, value: Any, default: Any) -> Any:
     """Coerce ints to floats for float defaults; refuse other type mismatches with one sentence."""
     if isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -255,7 +363,9 @@ def _check_kwarg(name: str, key: str, value: Any, default: Any) -> Any:
     return value
 
 
-def build_loss(name: str, num_classes: int, embed_dim: int, kwargs: dict[str, Any] | None = None) -> DMLLoss:
+def build_loss(
+    name: str, num_classes: int, embed_dim: int, kwargs: dict[str, Any] | None = None, feature_dim: int = 0
+) -> DMLLoss:
     """Build a registered loss; unknown names raise the registry's error, unknown kwargs a ConfigError."""
     cls = LOSSES.get(name)
     checked = {}
@@ -267,4 +377,4 @@ def build_loss(name: str, num_classes: int, embed_dim: int, kwargs: dict[str, An
                 f"expected one of: {', '.join(valid)}."
             )
         checked[key] = _check_kwarg(name, key, value, cls.defaults[key])
-    return cls(num_classes, embed_dim, **checked)
+    return cls(num_classes, embed_dim, feature_dim=feature_dim, **checked)

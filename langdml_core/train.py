@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from langdml_core.data import build_dataset, eval_loader, train_loader
 from langdml_core.data.transforms import eval_transform, train_transform
 from langdml_core.errors import ConfigError, NonFiniteLossError
 from langdml_core.evaluate import embed, retrieval_metrics
+from langdml_core.language.guidance import LanguageGuidance
+from langdml_core.language.tables import build_table, write_pseudo_labels
 from langdml_core.losses import build_loss
 
 EpochCallback = Callable[[dict[str, Any], dict[str, Any]], None]
@@ -43,10 +46,6 @@ def train_trial(
     out_dir = Path(cfg.run.out_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}").absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    if cfg.language.guidance != "none":
-        raise ConfigError(
-            f"language.guidance={cfg.language.guidance!r} is not available in this version yet; use 'none'."
-        )
 
     # ---- determinism and device --------------------------------------------------------------
     seed_everything(cfg.run.seed)
@@ -73,9 +72,14 @@ def train_trial(
         name: eval_loader(split, to_eval, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers)
         for name, split in eval_splits.items()
     }
-    criterion = build_loss(cfg.loss.name, dataset.train.num_classes, cfg.model.embed_dim, cfg.loss.kwargs).to(
-        device
-    )
+    criterion = build_loss(
+        cfg.loss.name,
+        dataset.train.num_classes,
+        cfg.model.embed_dim,
+        cfg.loss.kwargs,
+        feature_dim=model.backbone.num_features,
+    ).to(device)
+    guidance = build_guidance(cfg, dataset.train, device, out_dir)
     optimizer = build_optimizer(cfg, model, criterion)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=cfg.optim.milestones, gamma=cfg.optim.gamma
@@ -108,14 +112,15 @@ def train_trial(
         bar = tqdm(
             total=steps_per_epoch,
             desc=f"epoch {epoch}/{cfg.run.epochs}",
-            disable=not cfg.run.progress,
+            disable=not (cfg.run.progress and sys.stderr.isatty()),
             leave=False,
             dynamic_ncols=True,
         )
         for step, (images, labels) in enumerate(loader, start=1):
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            embeddings = model(images)
-            terms = criterion(embeddings, labels)
+            embeddings, features = model(images, return_features=True)
+            global_step = (epoch - 1) * steps_per_epoch + step - 1
+            terms = loss_terms(criterion, guidance, embeddings, labels, global_step, features)
             loss = sum(terms.values())
             values = {name: float(value.detach()) for name, value in terms.items()}
             if not math.isfinite(float(loss.detach())) or not torch.isfinite(embeddings.detach()).all():
@@ -162,6 +167,35 @@ def train_trial(
 
 
 # ---- helpers used above ---------------------------------------------------------------------------
+def loss_terms(
+    criterion, guidance, embeddings, labels, global_step: int, features=None
+) -> dict[str, torch.Tensor]:
+    """All named loss terms of one batch; the total loss is their sum."""
+    terms = dict(criterion(embeddings, labels, features=features))
+    if guidance is not None:
+        terms.update(guidance(embeddings, labels, global_step))
+    return terms
+
+
+def build_guidance(cfg: TrialConfig, train, device: torch.device, out_dir: Path) -> LanguageGuidance | None:
+    """The language matching term from cached class-text tables (None without guidance)."""
+    lang = cfg.language
+    if lang.guidance == "none":
+        return None
+    tables = build_table(lang, train, seed=cfg.run.seed, device=device)
+    if tables.pseudo_labels:
+        write_pseudo_labels(out_dir / "plg_pseudo_labels.csv", tables.pseudo_labels)
+    return LanguageGuidance(
+        tables.table,
+        omega=lang.omega,
+        temperature=lang.temperature,
+        shift=lang.shift,
+        direction=lang.direction,
+        mask_same_class=lang.mask_same_class,
+        delay=lang.delay,
+    ).to(device)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

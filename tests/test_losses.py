@@ -18,7 +18,7 @@ from langdml_core.config import ConfigError
 from langdml_core.losses import LOSSES, DMLLoss, build_loss
 from langdml_core.registry import UnknownNameError
 
-NUM_CLASSES, EMBED_DIM = 6, 8
+NUM_CLASSES, EMBED_DIM, FEATURE_DIM = 6, 8, 5
 BATCH_LABELS = [0, 2, 3, 5]  # 4 of the 6 classes present: proxy-anchor's divisor must count only these
 
 PAPER_HPARAMS: dict[str, dict] = {
@@ -50,6 +50,12 @@ PAPER_HPARAMS: dict[str, dict] = {
         "pos_margin": 0.0, "neg_margin": 1.0,
         "distance": "euclidean", "miner": "none", "reducer": "avg_non_zero",
     },
+    "s2sd": {
+        "base": "multisimilarity", "base_kwargs": {}, "target_dims": [1024, 1536, 2048], "temperature": 1.0,
+        "sim_distill_weight": 0.0, "feat_distill_weight": 50.0, "feat_distill_delay": 1000,
+        "heads": "mlp(F, F) -> relu -> linear(F, d), L2-normalised",
+        "kl": "KL(P_teacher || P_base), teacher detached",
+    },
 }  # fmt: skip
 
 
@@ -66,7 +72,7 @@ def make_batch(seed: int = 0, spread: float = 0.8) -> tuple[np.ndarray, np.ndarr
 
 def make_loss(name: str, seed: int = 0) -> DMLLoss:
     torch.manual_seed(seed)
-    loss = build_loss(name, NUM_CLASSES, EMBED_DIM).double()
+    loss = build_loss(name, NUM_CLASSES, EMBED_DIM, feature_dim=FEATURE_DIM).double()
     if name == "margin":  # distinct class-wise betas, so indexing beta by the anchor's class is checked
         with torch.no_grad():
             loss.beta.copy_(1.2 + 0.1 * torch.randn(NUM_CLASSES, dtype=torch.float64))
@@ -218,6 +224,8 @@ REFERENCES: dict[str, Callable[[np.ndarray, np.ndarray, dict, dict], float]] = {
     "normalized_softmax": ref_normalized_softmax,
     "triplet": ref_triplet,
     "contrastive": ref_contrastive,
+    # S2SD's dml_loss is its base loss; its other terms are checked in test_s2sd_total_matches_reference.
+    "s2sd": lambda x, y, h, ctx: ref_multisimilarity(x, y, PAPER_HPARAMS["multisimilarity"], ctx),
 }
 
 
@@ -227,7 +235,7 @@ def reference_context(loss: DMLLoss, emb: torch.Tensor, labels: torch.Tensor) ->
     for attr in ("beta", "proxies", "weight"):
         if hasattr(loss, attr):
             ctx[attr] = getattr(loss, attr).detach().numpy().copy()
-    if loss.hparams["miner"] == "distance_weighted":
+    if loss.hparams.get("miner") == "distance_weighted":
         torch.manual_seed(123)
         ctx["mined"] = [t.numpy() for t in loss.mine(emb, labels)]
     return ctx
@@ -263,8 +271,9 @@ def test_matches_numpy_reference(name: str) -> None:
     emb = torch.tensor(x_np, requires_grad=True)
     labels = torch.tensor(y_np)
     ctx = reference_context(loss, emb.detach(), labels)
-    torch.manual_seed(123)
-    out = loss(emb, labels)["dml_loss"]
+    features = torch.randn(len(labels), FEATURE_DIM, dtype=torch.float64)  # used by S2SD only
+    torch.manual_seed(123)  # the same RNG state the reference context mined with
+    out = loss(emb, labels, features=features)["dml_loss"]
     out.backward()
 
     ref = REFERENCES[name]
@@ -336,7 +345,7 @@ def test_distance_weighted_miner_properties() -> None:
 @pytest.mark.parametrize("name", LOSSES.names())
 def test_hparams_are_paper_values(name: str) -> None:
     assert name in PAPER_HPARAMS, f"loss {name!r} has no paper hyper-parameters in tests/test_losses.py"
-    loss = build_loss(name, NUM_CLASSES, EMBED_DIM)
+    loss = build_loss(name, NUM_CLASSES, EMBED_DIM, feature_dim=FEATURE_DIM)
     assert loss.hparams == PAPER_HPARAMS[name]
     assert set(type(loss).defaults) <= set(loss.hparams)
 
@@ -349,7 +358,7 @@ def test_margin_beta_is_classwise_and_initialised() -> None:
 
 @pytest.mark.parametrize("name", LOSSES.names())
 def test_param_groups_cover_loss_owned_parameters(name: str) -> None:
-    loss = build_loss(name, NUM_CLASSES, EMBED_DIM)
+    loss = build_loss(name, NUM_CLASSES, EMBED_DIM, feature_dim=FEATURE_DIM)
     groups = loss.param_groups(1e-5)
     grouped = [id(p) for g in groups for p in g["params"]]
     assert sorted(grouped) == sorted(id(p) for p in loss.parameters() if p.requires_grad)
@@ -402,13 +411,71 @@ def test_unknown_loss_name() -> None:
 )
 def test_output_contract_and_backward(name: str, labels: list[int]) -> None:
     """float32 as in training; the last batch has no positive pair at all (every loss must give 0, not NaN)."""
-    loss = build_loss(name, 12, EMBED_DIM)
+    loss = build_loss(name, 12, EMBED_DIM, feature_dim=FEATURE_DIM)
     torch.manual_seed(0)
     emb = torch.nn.functional.normalize(torch.randn(12, EMBED_DIM), dim=1).requires_grad_()
-    out = loss(emb, torch.tensor(labels))
+    out = loss(emb, torch.tensor(labels), features=torch.randn(12, FEATURE_DIM))
     assert "dml_loss" in out and all(key.endswith("_loss") for key in out)
     for value in out.values():
         assert value.ndim == 0 and torch.isfinite(value)
     out["dml_loss"].backward()
     assert emb.grad is not None and torch.isfinite(emb.grad).all()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in loss.parameters())
+
+
+# ---- S2SD: the full objective against a numpy reference -------------------------------------------------
+def _kl_rows_np(teacher: np.ndarray, student: np.ndarray) -> float:
+    total = 0.0
+    for t_row, s_row in zip(teacher, student, strict=True):
+        p = np.exp(t_row - t_row.max())
+        p /= p.sum()
+        log_q = s_row - s_row.max() - math.log(np.exp(s_row - s_row.max()).sum())
+        total += float(np.sum(p * (np.log(p) - log_q)))
+    return total / len(teacher)
+
+
+def test_s2sd_total_matches_reference() -> None:
+    kwargs = {
+        "target_dims": [6, 9],
+        "sim_distill_weight": 2.0,
+        "feat_distill_weight": 3.0,
+        "feat_distill_delay": 0,
+    }
+    torch.manual_seed(0)
+    loss = build_loss("s2sd", NUM_CLASSES, EMBED_DIM, kwargs, feature_dim=FEATURE_DIM).double()
+    x_np, y_np = make_batch()
+    feats = np.random.default_rng(1).normal(size=(len(y_np), FEATURE_DIM))
+    heads = [
+        [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in head if hasattr(m, "weight")]
+        for head in loss.heads
+    ]
+
+    def reference(x: np.ndarray) -> float:
+        h = loss.base.hparams
+        total = ref_multisimilarity(x, y_np, h, {})
+        s_base = x @ x.T
+        for (w1, b1), (w2, b2) in heads:
+            target = _unit(np.maximum(feats @ w1.T + b1, 0) @ w2.T + b2)
+            total += ref_multisimilarity(target, y_np, h, {})
+            total += 2.0 * _kl_rows_np(target @ target.T, s_base)
+        pooled = _unit(feats)
+        return total + 3.0 * _kl_rows_np(pooled @ pooled.T, s_base)
+
+    emb = torch.tensor(x_np, requires_grad=True)
+    terms = loss(emb, torch.tensor(y_np), features=torch.tensor(feats))
+    assert set(terms) == {"dml_loss", "s2sd_target_loss", "s2sd_sim_distill_loss", "s2sd_feat_distill_loss"}
+    total = sum(terms.values())
+    total.backward()
+    assert total.item() == pytest.approx(reference(x_np), rel=1e-7)
+    np.testing.assert_allclose(emb.grad.numpy(), numeric_grad(reference, x_np), atol=1e-6, rtol=1e-4)
+
+
+def test_s2sd_feature_distillation_waits_for_its_delay_and_release_default_has_no_sim_distillation() -> None:
+    loss = build_loss(
+        "s2sd", NUM_CLASSES, EMBED_DIM, {"feat_distill_delay": 2, "target_dims": [4]}, feature_dim=FEATURE_DIM
+    )
+    x, y = (torch.tensor(a, dtype=torch.float32) for a in make_batch())
+    feats = torch.randn(len(y), FEATURE_DIM)
+    values = [loss(x, y, features=feats) for _ in range(3)]
+    assert [float(v["s2sd_feat_distill_loss"]) > 0 for v in values] == [False, False, True]
+    assert all(float(v["s2sd_sim_distill_loss"]) == 0 for v in values)

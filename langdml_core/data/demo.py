@@ -115,7 +115,12 @@ def render(colour: str, pattern: str, shape: str, rng: np.random.Generator) -> n
     canvas = np.asarray(Image.fromarray(low).resize((RENDER, RENDER), Image.BICUBIC), dtype=np.float32)
     for _ in range(2):
         tint = np.array(COLOURS[str(rng.choice(list(COLOURS)))], dtype=np.float32) + rng.normal(0, 20, 3)
-        blob = _mask(str(rng.choice(SHAPES)), *rng.uniform(8, RENDER - 8, 2), rng.uniform(7, 15), rng.uniform(0, 2 * np.pi))
+        blob = _mask(
+            str(rng.choice(SHAPES)),
+            *rng.uniform(8, RENDER - 8, 2),
+            rng.uniform(7, 15),
+            rng.uniform(0, 2 * np.pi),
+        )
         alpha = np.asarray(blob, dtype=np.float32)[..., None] / 255
         canvas = canvas * (1 - alpha) + tint * alpha
 
