@@ -66,9 +66,9 @@ def test_non_finite_loss_stops_the_trial_with_epoch_and_step(tmp_path, monkeypat
         calls = {"n": 0}
         forward = loss.forward
 
-        def poisoned(embeddings, labels):
+        def poisoned(embeddings, labels, **kwargs):
             calls["n"] += 1
-            terms = forward(embeddings, labels)
+            terms = forward(embeddings, labels, **kwargs)
             return {k: v * float("nan") for k, v in terms.items()} if calls["n"] == 2 else terms
 
         loss.forward = poisoned
