@@ -41,6 +41,7 @@ def train_trial(
     config: TrialConfig | dict,
     on_epoch_end: EpochCallback | None = None,
     resume_state: dict[str, Any] | None = None,
+    extra_state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     out_dir = Path(cfg.run.out_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}").absolute()
@@ -158,6 +159,7 @@ def train_trial(
             "scheduler": scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "history": history,
+            "extra": dict(extra_state or {}),  # e.g. the MLflow run id of a Tune trial
         }
         checkpoint.save(out_dir, epoch, state)
         write_metrics(out_dir, history)

@@ -1,0 +1,154 @@
+"""The Ray Tune side: ``train_trial`` as a function trainable, and building/running/resuming the Tuner.
+
+Everything Ray-specific lives here so the rest of the library imports and tests without Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from langdml_core.errors import ConfigError
+from langdml_core.sweep import Sweep, env_default
+from langdml_core.tracking import TrialRun, default_tracking_uri, end_run, ensure_parent_run
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def trainable(params: dict[str, Any]) -> None:
+    """Ray Tune function trainable around ``train_trial``: threads = CPU share, resume from Tune's
+    checkpoint, per-epoch ``tune.report`` with a checkpoint, and the trial's MLflow run kept in it."""
+    import torch
+    from ray import tune
+
+    from langdml_core.config import TrialConfig
+    from langdml_core.train import train_trial
+
+    trial, tracking = params["trial"], params["tracking"]
+    context = tune.get_context()
+    cpus = context.get_trial_resources().required_resources.get("CPU", 1)
+    flat = {**trial["config"], "run.threads": max(1, int(cpus)), "run.progress": False,
+            "run.out_dir": str(Path(context.get_trial_dir()).absolute())}
+    config = TrialConfig.from_dict(flat)
+
+    resume_state = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            resume_state = torch.load(Path(directory) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    run = TrialRun(tracking["uri"], tracking["experiment_id"], tracking["parent_run_id"], trial["name"],
+                   run_id=(resume_state or {}).get("extra", {}).get("mlflow_run_id"),
+                   tags={"langdml.sweep": tracking["sweep"], **{f"langdml.{k}": str(v) for k, v in trial["varied"].items()}})
+    run.log_params(config.flat())
+
+    def report(row: dict[str, Any], state: dict[str, Any]) -> None:
+        run.log_epoch(row)
+        with tempfile.TemporaryDirectory() as directory:
+            torch.save(state, Path(directory) / CHECKPOINT_FILE)
+            tune.report(dict(row), checkpoint=tune.Checkpoint.from_directory(directory))
+
+    try:
+        train_trial(config, on_epoch_end=report, resume_state=resume_state, extra_state={"mlflow_run_id": run.run_id})
+        for artifact in ("config.json", "metrics.json", "plg_pseudo_labels.csv"):
+            run.log_artifact(Path(config.run.out_dir) / artifact)
+    except BaseException:
+        run.end("FAILED")
+        raise
+    run.end("FINISHED")
+
+
+def run_sweep(sweep: Sweep, args: argparse.Namespace) -> int:
+    """Run (or with --resume continue) a sweep on local embedded Ray or a cluster; write its report."""
+    import ray
+    from ray import tune
+
+    results_dir = Path(args.results).expanduser().absolute()
+    storage = Path(env_default(args.storage, "LANGDML_STORAGE", str(results_dir / "ray"))).expanduser()
+    storage_path = str(storage) if "://" in str(storage) else str(storage.absolute())
+    tracking_uri = env_default(args.tracking_uri, "MLFLOW_TRACKING_URI", default_tracking_uri(results_dir))
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    check_tracking(tracking_uri)
+
+    if address:
+        ray.init(address=address, ignore_reinit_error=True)
+    else:
+        ray.init(address="local", include_dashboard=False, ignore_reinit_error=True,
+                 num_gpus=getattr(args, "local_gpus", None) or None,
+                 _temp_dir=os.environ.get("LANGDML_RAY_TEMP_DIR"))
+    experiment_id, parent_run_id = ensure_parent_run(tracking_uri, sweep.name, {"langdml.sweep_file": str(sweep.path)})
+    resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
+    param_space = {
+        "trial": tune.grid_search([{"name": t.name, "config": t.config, "varied": t.varied} for t in sweep.trials]),
+        "tracking": {"uri": tracking_uri, "experiment_id": experiment_id, "parent_run_id": parent_run_id,
+                     "sweep": sweep.name},
+    }
+    fn = tune.with_resources(trainable, resources)
+    experiment_path = os.path.join(storage_path, sweep.name)
+    if args.resume and tune.Tuner.can_restore(experiment_path):
+        tuner = tune.Tuner.restore(experiment_path, fn, resume_unfinished=True, resume_errored=True,
+                                   param_space=param_space)
+    else:
+        if not args.resume and _has_state(experiment_path):
+            raise ConfigError(
+                f"Sweep {sweep.name!r} already has state at {experiment_path}; rerun with --resume to continue it, "
+                "or pass --storage DIR to start a separate run."
+            )
+        tuner = tune.Tuner(
+            fn,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(max_concurrent_trials=args.max_concurrent or None,
+                                        trial_dirname_creator=_dirname),
+            run_config=tune.RunConfig(
+                name=sweep.name, storage_path=storage_path,
+                failure_config=tune.FailureConfig(max_failures=2),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                verbose=1,
+            ),
+        )
+    results = tuner.fit()
+    failed = [r for r in results if r.error is not None]
+    end_run(tracking_uri, parent_run_id, "FAILED" if failed else "FINISHED")
+
+    from langdml_core.report import write_report
+
+    table = write_report(sweep, results_frame(results), results_dir / sweep.name)
+    print(table)
+    print(f"\nMLflow: langdml ui --tracking-uri {tracking_uri}")
+    return 1 if failed else 0
+
+
+def results_frame(results) -> list[dict[str, Any]]:
+    """One record per trial from Tune's ResultGrid: name, varied values, status, per-epoch history, run id."""
+    rows = []
+    for result in results:
+        trial = result.config["trial"]
+        history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
+        rows.append({"name": trial["name"], "varied": trial["varied"], "config": trial["config"],
+                     "status": "ERROR" if result.error is not None else "TERMINATED",
+                     "error": str(result.error) if result.error else "", "history": history})
+    return rows
+
+
+def check_tracking(uri: str) -> None:
+    """Fail before any GPU time is spent when the tracking server cannot be reached."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).read()
+    except Exception as exc:
+        raise ConfigError(f"MLflow tracking server {uri} is unreachable ({exc}); start it or pass --tracking-uri.") from None
+
+
+def _has_state(path: str) -> bool:
+    return "://" not in path and Path(path).is_dir() and any(Path(path).glob("experiment_state*.json"))
+
+
+def _dirname(trial) -> str:
+    name = trial.config["trial"]["name"]
+    return re.sub(r"[^\w.=-]+", "_", name)[:100] + f"_{trial.trial_id}"

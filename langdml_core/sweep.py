@@ -1,0 +1,165 @@
+"""Sweep files -> Ray Tune runs, with MLflow tracking and resumable state.
+
+A sweep file (``sweeps/*.py``) is config-as-code: ``get_config()`` returns dotted overrides of the trial
+defaults, ``get_sweep()`` a flat dict of dotted keys -> lists of values (a grid), and an optional
+``derive(trial)`` fills keys that follow from others (e.g. the paper's omega per dataset and loss).
+Its docstring states ``Trials: N`` (asserted by the tests). Running the file as a script calls ``main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from langdml_core.config import TrialConfig, parse_value
+from langdml_core.errors import ConfigError
+
+SMOKE = {"run.epochs": 1, "run.max_steps_per_epoch": 2, "eval.batch_size": 256, "run.progress": False}
+"""What ``--smoke`` changes in every trial (datasets and models stay those of the sweep)."""
+
+SHORT = {"multisimilarity": "msim", "normalized_softmax": "normsoftmax", "proxy_anchor": "proxyanchor"}
+"""Abbreviations used in trial names only."""
+
+
+@dataclass
+class Trial:
+    name: str
+    config: dict[str, Any]  # flat dotted keys, complete (defaults included)
+    varied: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Sweep:
+    name: str
+    path: Path
+    module: ModuleType
+    trials: list[Trial]
+    declared_trials: int | None
+
+
+def load_sweep(path: str | Path, *, overrides: list[str] | None = None, seeds: int | None = None,
+               smoke: bool = False) -> Sweep:
+    """Import a sweep file and expand it into fully resolved, validated trials."""
+    path = Path(path).expanduser().absolute()
+    if not path.is_file():
+        raise ConfigError(f"Sweep file {str(path)!r} does not exist; expected a file such as sweeps/demo.py.")
+    spec = importlib.util.spec_from_file_location(f"langdml_sweep_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    for required in ("get_config", "get_sweep"):
+        if not hasattr(module, required):
+            raise ConfigError(f"Sweep file {path.name} has no {required}(); see sweeps/demo.py for the format.")
+    base = dict(module.get_config())
+    grid = dict(module.get_sweep())
+    for key, values in grid.items():
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"{path.name}: get_sweep()[{key!r}] must be a non-empty list of values, got {values!r}.")
+    extra = {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"Override {item!r} is not of the form section.key=value.")
+        extra[key.strip()] = parse_value(value)
+    if seeds is not None:
+        grid["run.seed"] = list(range(seeds))
+    for key in extra:
+        grid.pop(key, None)  # an override fixes a swept key
+    trials = []
+    keys = list(grid)
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        varied = dict(zip(keys, combo, strict=True))
+        flat = {**base, **varied}
+        if hasattr(module, "derive"):
+            flat.update(module.derive(dict(flat)))
+        flat.update(extra)
+        if smoke:
+            flat.update(SMOKE)
+        name = trial_name(varied)
+        try:
+            config = TrialConfig.from_dict(flat)
+        except ConfigError as exc:
+            raise ConfigError(f"{path.name}, trial {name}: {exc}") from None
+        trials.append(Trial(name, config.flat(), varied))
+    if smoke:
+        trials = trials[: getattr(module, "SMOKE_TRIALS", 4)]
+    return Sweep(getattr(module, "NAME", path.stem), path, module, trials, declared_trial_count(module))
+
+
+def trial_name(varied: dict[str, Any]) -> str:
+    """e.g. cub200/msim/plg/omega=7.5/seed=0: categorical names bare, numbers as key=value."""
+    parts = []
+    for key, value in varied.items():
+        short = key.rsplit(".", 1)[-1]
+        if isinstance(value, str) and key in ("data.name", "loss.name", "language.guidance", "model.backbone",
+                                              "language.encoder"):
+            parts.append(SHORT.get(value, value))
+        else:
+            parts.append(f"{short}={value}")
+    return "/".join(parts) or "default"
+
+
+def declared_trial_count(module: ModuleType) -> int | None:
+    match = re.search(r"^\s*Trials:\s*([\d,]+)", module.__doc__ or "", re.MULTILINE)
+    return int(match.group(1).replace(",", "")) if match else None
+
+
+# ---- command line -----------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--smoke", action="store_true", help="tiny run: 1 epoch, 2 steps, first few trials")
+    parser.add_argument("--list", action="store_true", help="print trial names and count; run nothing")
+    parser.add_argument("--resolve", action="store_true", help="with --list: print every trial's full config")
+    parser.add_argument("--storage", default=None, help="Tune storage path (default: results/ray; env LANGDML_STORAGE)")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow URI (default: sqlite under results/; env MLFLOW_TRACKING_URI)")
+    parser.add_argument("--address", default=None, help="Ray address: omitted = local embedded Ray; 'auto' = a running cluster (env RAY_ADDRESS)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted sweep from its Tune state")
+    parser.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (fractional allowed)")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (also torch threads)")
+    parser.add_argument("--max-concurrent", type=int, default=0, help="cap on concurrent trials (0 = as resources allow)")
+    parser.add_argument("--local-gpus", type=int, default=0,
+                        help="logical GPUs the embedded local Ray advertises (testing GPU packing on a CPU box)")
+    parser.add_argument("--seeds", type=int, default=None, help="override the sweep's seeds with 0..N-1")
+    parser.add_argument("--results", default="results", help="directory for tables, parquet and the MLflow database")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key in every trial")
+
+
+def main(path: str | Path | None = None, argv: list[str] | None = None) -> int:
+    """Entry point of ``python sweeps/X.py [flags]`` and ``langdml sweep sweeps/X.py [flags]``."""
+    parser = argparse.ArgumentParser(prog=f"python {Path(path).name}" if path else "langdml sweep")
+    if path is None:
+        parser.add_argument("sweep_file")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    from langdml_core.errors import UserError
+
+    try:
+        sweep = load_sweep(path or args.sweep_file, overrides=args.overrides, seeds=args.seeds, smoke=args.smoke)
+        if args.list:
+            print_list(sweep, resolve=args.resolve)
+            return 0
+        from langdml_core.ray_tune import run_sweep
+
+        return run_sweep(sweep, args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def print_list(sweep: Sweep, resolve: bool = False) -> None:
+    for trial in sweep.trials:
+        print(trial.name if not resolve else json.dumps({"name": trial.name, "config": trial.config}, sort_keys=True))
+    print(f"{len(sweep.trials)} trials in {sweep.name}" + (f" (declared: {sweep.declared_trials})"
+                                                           if sweep.declared_trials is not None else ""))
+
+
+def env_default(value: str | None, name: str, fallback: str) -> str:
+    return value or os.environ.get(name) or fallback

@@ -1,0 +1,108 @@
+"""ELG/PLG class-text tables: contents, caching, and the PLG pseudo-labels against a by-hand computation."""
+
+import numpy as np
+import pytest
+import torch
+
+from langdml_core.config import LanguageConfig
+from langdml_core.language import tables
+from langdml_core.language.tables import MODEL_LOADS, build_table, imagenet_class_scores, imagenet_names
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANGDML_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def small_train(demo_dataset):
+    return demo_dataset.train.subset_classes([0, 5, 9], "train")
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory):
+    """A small random timm ImageNet classifier saved as a local weights file, as a user would have one."""
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_efficientnet", pretrained=False, num_classes=1000)
+    path = tmp_path_factory.mktemp("weights") / "test_efficientnet.safetensors"
+    save_file(model.state_dict(), str(path))
+    return str(path)
+
+
+def test_imagenet_names_are_first_wordnet_synonyms():
+    names = imagenet_names()
+    assert len(names) == 1000 and names[0] == "tench" and names[281] == "tabby"
+    assert all("," not in n for n in names)
+
+
+@pytest.mark.parametrize("average", ["logits", "softmax"])
+def test_plg_scores_are_class_averages_of_the_classifier_on_its_own_preprocessing(
+    cache, small_train, tiny_classifier, average
+):
+    import timm
+    import timm.data
+
+    scores = imagenet_class_scores(small_train, "test_efficientnet", tiny_classifier, average, torch.device("cpu"))
+    model = timm.create_model("test_efficientnet", pretrained=True, num_classes=1000,
+                              pretrained_cfg_overlay=dict(file=tiny_classifier)).eval()
+    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
+    assert transform.transforms[0].size != 64  # the classifier's preprocessing, not the 64 px DML one
+    for c in range(small_train.num_classes):
+        outs = []
+        for i in np.flatnonzero(small_train.labels == c):
+            with torch.no_grad():
+                out = model(transform(small_train.load(int(i)))[None]).double()[0]
+            outs.append(out.softmax(0) if average == "softmax" else out)
+        np.testing.assert_allclose(scores[c], torch.stack(outs).mean(0).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_plg_table_is_rank_aligned_and_cached(cache, small_train, tiny_classifier):
+    cfg = LanguageConfig(guidance="plg", topk=3, plg_classifier="test_efficientnet", plg_weights_file=tiny_classifier)
+    before = dict(MODEL_LOADS)
+    result = build_table(cfg, small_train, seed=0, device=torch.device("cpu"))
+    assert result.table.shape == (3, 3, 384)
+    assert (MODEL_LOADS["classifier"], MODEL_LOADS["encoder"]) == (before["classifier"] + 1, before["encoder"] + 1)
+    scores = imagenet_class_scores(small_train, "test_efficientnet", tiny_classifier, "logits", torch.device("cpu"))
+    names = imagenet_names()
+    from langdml_core.language.encoders import build_encoder
+
+    encoder = build_encoder("minilm")
+    for c in range(3):
+        top = np.argsort(-scores[c], kind="stable")[:3]
+        assert result.texts[c] == [f"a photo of a {names[i]}" for i in top]
+        expected = encoder.encode(result.texts[c])
+        np.testing.assert_allclose(result.table[c].numpy(), expected, atol=1e-5)
+    rows = result.pseudo_labels
+    assert len(rows) == 9 and rows[0]["rank"] == 1 and rows[0]["class_text"] == small_train.class_texts[0]
+    # A second trial with the same key loads neither model.
+    again = build_table(cfg, small_train, seed=1, device=torch.device("cpu"))
+    assert torch.equal(again.table, result.table)
+    assert (MODEL_LOADS["classifier"], MODEL_LOADS["encoder"]) == (before["classifier"] + 1, before["encoder"] + 1)
+
+
+def test_elg_table_prompt_shuffle_and_cache(cache, small_train):
+    before = MODEL_LOADS["encoder"]
+    cfg = LanguageConfig(guidance="elg")
+    result = build_table(cfg, small_train, seed=0, device=torch.device("cpu"))
+    assert result.table.shape == (3, 1, 384)
+    assert result.texts == [[f"a photo of a {t}"] for t in small_train.class_texts]
+    assert MODEL_LOADS["encoder"] == before + 1
+    build_table(cfg, small_train, seed=0, device=torch.device("cpu"))
+    assert MODEL_LOADS["encoder"] == before + 1  # cache hit: the encoder was not loaded
+    prompt = build_table(LanguageConfig(guidance="elg", prompt="{}"), small_train, seed=0, device=torch.device("cpu"))
+    assert prompt.texts == [[t] for t in small_train.class_texts]
+    shuffled = build_table(LanguageConfig(guidance="elg", shuffle_texts=True), small_train, seed=3,
+                           device=torch.device("cpu"))
+    assert sorted(shuffled.texts) == sorted(result.texts) and shuffled.texts != result.texts
+
+
+def test_weights_fingerprint_changes_with_the_file(tmp_path):
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"a" * 10)
+    first = tables.weights_fingerprint("x", str(path))
+    path.write_bytes(b"b" * 10)
+    assert tables.weights_fingerprint("x", str(path)) != first
