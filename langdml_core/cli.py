@@ -1,14 +1,16 @@
-"""The ``langdml`` command."""
+"""The ``langdml`` command: train, sweep, report, ui, config, bench."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 from collections.abc import Sequence
 
-from langdml_core.config import SECTIONS, TrialConfig, field_docs
-from langdml_core.errors import UserError
+from langdml_core.config import SECTIONS, TrialConfig, field_docs, parse_overrides
+from langdml_core.errors import ConfigError, UserError
 
 TRAIN_EPILOG = """\
 Every config key can be set with --set section.key=value (values are parsed as YAML: 2, 1e-5, true,
@@ -17,41 +19,68 @@ with its default and meaning. Examples:
   langdml train --set data.name=demo --set run.epochs=2
   langdml train --set data.name=cub200 --set data.root=/data/cub --set model.backbone=resnet50.tv_in1k \\
       --set model.weights_file=/weights/resnet50_tv.safetensors --set loss.name=margin
+  langdml train --sweep sweeps/demo.py --trial msim/elg      (replay one trial of a sweep, without Ray)
 Outputs in DIR: config.json, metrics.json (final + per-epoch), checkpoints (a rerun with the same DIR resumes).
 """
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sweep"]:  # the sweep runner owns its flags (shared with `python sweeps/X.py`)
+        from langdml_core.sweep import main as sweep_main
+
+        return sweep_main(None, argv[1:])
+
     parser = argparse.ArgumentParser(prog="langdml", description="Language-guided deep metric learning.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser(
-        "train",
-        help="run one trial locally, without Ray",
-        epilog=TRAIN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train and evaluate one trial on this machine.",
-    )
+    train = sub.add_parser("train", help="run one trial locally, without Ray", epilog=TRAIN_EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           description="Train and evaluate one trial on this machine.")
     train.add_argument("--config", help="JSON or YAML file with (nested or dotted) config keys")
-    train.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config key, e.g. --set loss.name=margin (repeatable)",
-    )
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one config key, e.g. --set loss.name=margin (repeatable)")
     train.add_argument("--out", help="output directory (same as --set run.out_dir=DIR)")
+    train.add_argument("--sweep", help="sweep file whose trial to run (with --trial)")
+    train.add_argument("--trial", help="trial name from `python SWEEP --list`")
+
+    sub.add_parser("sweep", help="run a sweep file on Ray Tune (see `langdml sweep --help`)")
+
+    report = sub.add_parser("report", help="rebuild results/<sweep>/ tables from MLflow or Tune's result files")
+    report.add_argument("sweep_file")
+    report.add_argument("--source", choices=("mlflow", "tune"), default="mlflow")
+    report.add_argument("--results", default="results")
+    report.add_argument("--tracking-uri", default=None)
+    report.add_argument("--storage", default=None)
+
+    ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for the sweep database")
+    ui.add_argument("--tracking-uri", default=None, help="default: sqlite database under results/")
+    ui.add_argument("--results", default="results")
+    ui.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
+    ui.add_argument("--port", type=int, default=5000)
 
     show = sub.add_parser("config", help="print every config key with its default and meaning")
     show.add_argument("--json", action="store_true", help="print the defaults as JSON")
+
+    try:
+        from langdml_core.bench import add_bench_parser
+    except ImportError:  # pragma: no cover - the bench module is optional during development
+        add_bench_parser = None
+    if add_bench_parser is not None:
+        add_bench_parser(sub)
 
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "report":
+            return _report(args)
+        if args.command == "ui":
+            return _ui(args)
         if args.command == "config":
             return _show_config(args.json)
+        if hasattr(args, "func"):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("Interrupted; rerun the same command to resume from the last checkpoint.", file=sys.stderr)
         return 130
@@ -63,13 +92,59 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"run.out_dir={args.out}"] if args.out else [])
-    config = TrialConfig.load(args.config, overrides)  # refuse bad keys before the heavy imports
+    if bool(args.sweep) != bool(args.trial):
+        raise ConfigError("--sweep and --trial go together: --sweep sweeps/X.py --trial NAME.")
+    if args.sweep:
+        from langdml_core.sweep import load_sweep
+
+        sweep = load_sweep(args.sweep)
+        by_name = {t.name: t for t in sweep.trials}
+        if args.trial not in by_name:
+            from langdml_core.registry import suggest
+
+            raise ConfigError(f"Trial {args.trial!r} is not in {sweep.name}{suggest(args.trial, list(by_name))}; "
+                              f"list them with `python {args.sweep} --list`.")
+        config = TrialConfig.from_dict({**by_name[args.trial].config, **parse_overrides(overrides)})
+    else:
+        config = TrialConfig.load(args.config, overrides)  # refuse bad keys before the heavy imports
     from langdml_core.train import train_trial
 
     summary = train_trial(config)
     final = {k: v for k, v in summary["final"].items() if "/" in k and not k.startswith("train/")}
-    print("final: " + json.dumps(final, indent=None))
+    print("final: " + json.dumps(final))
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from langdml_core.report import write_report
+    from langdml_core.sweep import env_default, load_sweep
+    from langdml_core.tracking import default_tracking_uri, records_from_mlflow
+
+    sweep = load_sweep(args.sweep_file)
+    results = Path(args.results).absolute()
+    if args.source == "mlflow":
+        uri = env_default(args.tracking_uri, "MLFLOW_TRACKING_URI", default_tracking_uri(results))
+        records = records_from_mlflow(uri, sweep.name)
+    else:
+        from langdml_core.ray_tune import records_from_tune
+
+        storage = env_default(args.storage, "LANGDML_STORAGE", str(results / "ray"))
+        records = records_from_tune(os.path.join(storage, sweep.name))
+    print(write_report(sweep, records, results / sweep.name))
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from langdml_core.sweep import env_default
+    from langdml_core.tracking import default_tracking_uri
+
+    uri = env_default(args.tracking_uri, "MLFLOW_TRACKING_URI", default_tracking_uri(args.results))
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
+           "--port", str(args.port)]
+    print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C to stop)")
+    return subprocess.call(cmd)
 
 
 def _show_config(as_json: bool) -> int:

@@ -214,13 +214,7 @@ class TrialConfig:
             raw = json.loads(text) if path.suffix == ".json" else (yaml.safe_load(text) or {})
             if not isinstance(raw, dict):
                 raise ConfigError(f"Config file {str(path)!r} must hold a mapping, got {type(raw).__name__}.")
-        flat = flatten(_nest(raw))
-        for item in overrides or []:
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip():
-                raise ConfigError(f"Override {item!r} is not of the form section.key=value.")
-            flat[key.strip()] = parse_value(value)
-        return cls.from_dict(flat)
+        return cls.from_dict({**flatten(_nest(raw)), **parse_overrides(overrides or [])})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -279,6 +273,17 @@ class TrialConfig:
 
 
 # ---- helpers ----------------------------------------------------------------------------------
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["loss.name=margin", "run.epochs=2"]`` -> {"loss.name": "margin", "run.epochs": 2}."""
+    parsed = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"Override {item!r} is not of the form section.key=value.")
+        parsed[key.strip()] = parse_value(value)
+    return parsed
+
+
 def parse_value(text: str) -> Any:
     """Parse a command-line value as YAML (numbers, booleans, lists), falling back to the raw string."""
     for number in (int, float):

@@ -152,3 +152,12 @@ def _has_state(path: str) -> bool:
 def _dirname(trial) -> str:
     name = trial.config["trial"]["name"]
     return re.sub(r"[^\w.=-]+", "_", name)[:100] + f"_{trial.trial_id}"
+
+
+def records_from_tune(experiment_path: str) -> list[dict[str, Any]]:
+    """Per-trial records from Tune's own result files (works while MLflow is unreachable)."""
+    from ray import tune
+
+    if not tune.Tuner.can_restore(experiment_path):
+        raise ConfigError(f"No Tune results at {experiment_path}; run the sweep first or pass --storage.")
+    return results_frame(tune.Tuner.restore(experiment_path, trainable).get_results())

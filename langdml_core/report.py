@@ -70,7 +70,8 @@ def summary_table(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> str
 
 def write_report(sweep, records: list[dict[str, Any]], out_dir: Path) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame = trial_rows(records)
+    order = {trial.name: i for i, trial in enumerate(sweep.trials)}
+    frame = trial_rows(sorted(records, key=lambda r: order.get(r["name"], len(order))))
     frame.to_parquet(out_dir / "trials.parquet", index=False)
     table = summary_table(frame, paper_results())
     text = (f"# {sweep.name}\n\nSweep file: `{Path(sweep.path).name}`; {len(frame)} trials. Metrics in percent-free "

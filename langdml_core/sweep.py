@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from langdml_core.config import TrialConfig, parse_value
+from langdml_core.config import TrialConfig, parse_overrides
 from langdml_core.errors import ConfigError
 
 SMOKE = {"run.epochs": 1, "run.max_steps_per_epoch": 2, "eval.batch_size": 256, "run.progress": False}
@@ -63,12 +63,7 @@ def load_sweep(path: str | Path, *, overrides: list[str] | None = None, seeds: i
     for key, values in grid.items():
         if not isinstance(values, (list, tuple)) or not values:
             raise ConfigError(f"{path.name}: get_sweep()[{key!r}] must be a non-empty list of values, got {values!r}.")
-    extra = {}
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"Override {item!r} is not of the form section.key=value.")
-        extra[key.strip()] = parse_value(value)
+    extra = parse_overrides(overrides or [])
     if seeds is not None:
         grid["run.seed"] = list(range(seeds))
     for key in extra:

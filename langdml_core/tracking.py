@@ -116,3 +116,30 @@ def _param_value(value: Any) -> str:
 
 def _quote(text: str) -> str:
     return text.replace("'", "\\'")
+
+
+def records_from_mlflow(tracking_uri: str, sweep: str) -> list[dict[str, Any]]:
+    """Per-trial records (name, varied, status, per-epoch history) rebuilt from the sweep's MLflow runs."""
+    from langdml_core.config import parse_value
+    from langdml_core.errors import ConfigError
+
+    c = client(tracking_uri)
+    experiment = c.get_experiment_by_name(sweep)
+    if experiment is None:
+        raise ConfigError(f"MLflow at {tracking_uri} has no experiment {sweep!r}; run the sweep first.")
+    runs = c.search_runs([experiment.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` != ''", max_results=50000,
+                         order_by=["attributes.start_time ASC"])
+    reserved = {SWEEP_TAG, TRIAL_TAG, "langdml.role", "langdml.sweep_file"}
+    records = []
+    for run in runs:
+        tags = run.data.tags
+        varied = {k.removeprefix("langdml."): parse_value(v) for k, v in tags.items()
+                  if k.startswith("langdml.") and k not in reserved}
+        by_step: dict[int, dict[str, Any]] = {}
+        for key in run.data.metrics:
+            for metric in c.get_metric_history(run.info.run_id, key):
+                by_step.setdefault(int(metric.step), {"epoch": int(metric.step)})[key] = metric.value
+        records.append({"name": tags[TRIAL_TAG], "varied": varied, "run_id": run.info.run_id,
+                        "status": "TERMINATED" if run.info.status == "FINISHED" else "ERROR",
+                        "history": [by_step[s] for s in sorted(by_step)]})
+    return records
