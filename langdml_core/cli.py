@@ -34,19 +34,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="langdml", description="Language-guided deep metric learning.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="run one trial locally, without Ray", epilog=TRAIN_EPILOG,
-                           formatter_class=argparse.RawDescriptionHelpFormatter,
-                           description="Train and evaluate one trial on this machine.")
+    train = sub.add_parser(
+        "train",
+        help="run one trial locally, without Ray",
+        epilog=TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train and evaluate one trial on this machine.",
+    )
     train.add_argument("--config", help="JSON or YAML file with (nested or dotted) config keys")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one config key, e.g. --set loss.name=margin (repeatable)")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set loss.name=margin (repeatable)",
+    )
     train.add_argument("--out", help="output directory (same as --set run.out_dir=DIR)")
     train.add_argument("--sweep", help="sweep file whose trial to run (with --trial)")
     train.add_argument("--trial", help="trial name from `python SWEEP --list`")
 
     sub.add_parser("sweep", help="run a sweep file on Ray Tune (see `langdml sweep --help`)")
 
-    report = sub.add_parser("report", help="rebuild results/<sweep>/ tables from MLflow or Tune's result files")
+    report = sub.add_parser(
+        "report", help="rebuild results/<sweep>/ tables from MLflow or Tune's result files"
+    )
     report.add_argument("sweep_file")
     report.add_argument("--source", choices=("mlflow", "tune"), default="mlflow")
     report.add_argument("--results", default="results")
@@ -102,8 +114,10 @@ def _train(args: argparse.Namespace) -> int:
         if args.trial not in by_name:
             from langdml_core.registry import suggest
 
-            raise ConfigError(f"Trial {args.trial!r} is not in {sweep.name}{suggest(args.trial, list(by_name))}; "
-                              f"list them with `python {args.sweep} --list`.")
+            raise ConfigError(
+                f"Trial {args.trial!r} is not in {sweep.name}{suggest(args.trial, list(by_name))}; "
+                f"list them with `python {args.sweep} --list`."
+            )
         config = TrialConfig.from_dict({**by_name[args.trial].config, **parse_overrides(overrides)})
     else:
         config = TrialConfig.load(args.config, overrides)  # refuse bad keys before the heavy imports
@@ -141,8 +155,18 @@ def _ui(args: argparse.Namespace) -> int:
     from langdml_core.tracking import default_tracking_uri
 
     uri = env_default(args.tracking_uri, "MLFLOW_TRACKING_URI", default_tracking_uri(args.results))
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
-           "--port", str(args.port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
     print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C to stop)")
     return subprocess.call(cmd)
 

@@ -6,6 +6,7 @@ Everything Ray-specific lives here so the rest of the library imports and tests 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import tempfile
@@ -22,6 +23,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 def trainable(params: dict[str, Any]) -> None:
     """Ray Tune function trainable around ``train_trial``: threads = CPU share, resume from Tune's
     checkpoint, per-epoch ``tune.report`` with a checkpoint, and the trial's MLflow run kept in it."""
+    import ray
     import torch
     from ray import tune
 
@@ -31,19 +33,42 @@ def trainable(params: dict[str, Any]) -> None:
     trial, tracking = params["trial"], params["tracking"]
     context = tune.get_context()
     cpus = context.get_trial_resources().required_resources.get("CPU", 1)
-    flat = {**trial["config"], "run.threads": max(1, int(cpus)), "run.progress": False,
-            "run.out_dir": str(Path(context.get_trial_dir()).absolute())}
+    flat = {
+        **trial["config"],
+        "run.threads": max(1, int(cpus)),
+        "run.progress": False,
+        "run.out_dir": str(Path(context.get_trial_dir()).absolute()),
+    }
     config = TrialConfig.from_dict(flat)
 
     resume_state = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            resume_state = torch.load(Path(directory) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    run = TrialRun(tracking["uri"], tracking["experiment_id"], tracking["parent_run_id"], trial["name"],
-                   run_id=(resume_state or {}).get("extra", {}).get("mlflow_run_id"),
-                   tags={"langdml.sweep": tracking["sweep"], **{f"langdml.{k}": str(v) for k, v in trial["varied"].items()}})
+            resume_state = torch.load(
+                Path(directory) / CHECKPOINT_FILE, map_location="cpu", weights_only=True
+            )
+    run = TrialRun(
+        tracking["uri"],
+        tracking["experiment_id"],
+        tracking["parent_run_id"],
+        trial["name"],
+        run_id=(resume_state or {}).get("extra", {}).get("mlflow_run_id"),
+        tags={
+            "langdml.sweep": tracking["sweep"],
+            **{f"langdml.{k}": str(v) for k, v in trial["varied"].items()},
+        },
+    )
     run.log_params(config.flat())
+    placement = {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        "threads": int(flat["run.threads"]),
+    }
+    Path(config.run.out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(config.run.out_dir) / "placement.json").write_text(json.dumps(placement))
+    run.set_tags({"langdml.gpu_ids": ",".join(placement["gpu_ids"]), "langdml.node_id": placement["node_id"]})
 
     def report(row: dict[str, Any], state: dict[str, Any]) -> None:
         run.log_epoch(row)
@@ -52,7 +77,9 @@ def trainable(params: dict[str, Any]) -> None:
             tune.report(dict(row), checkpoint=tune.Checkpoint.from_directory(directory))
 
     try:
-        train_trial(config, on_epoch_end=report, resume_state=resume_state, extra_state={"mlflow_run_id": run.run_id})
+        train_trial(
+            config, on_epoch_end=report, resume_state=resume_state, extra_state={"mlflow_run_id": run.run_id}
+        )
         for artifact in ("config.json", "metrics.json", "plg_pseudo_labels.csv"):
             run.log_artifact(Path(config.run.out_dir) / artifact)
     except BaseException:
@@ -76,21 +103,34 @@ def run_sweep(sweep: Sweep, args: argparse.Namespace) -> int:
     if address:
         ray.init(address=address, ignore_reinit_error=True)
     else:
-        ray.init(address="local", include_dashboard=False, ignore_reinit_error=True,
-                 num_gpus=getattr(args, "local_gpus", None) or None,
-                 _temp_dir=os.environ.get("LANGDML_RAY_TEMP_DIR"))
-    experiment_id, parent_run_id = ensure_parent_run(tracking_uri, sweep.name, {"langdml.sweep_file": str(sweep.path)})
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            ignore_reinit_error=True,
+            num_gpus=getattr(args, "local_gpus", None) or None,
+            _temp_dir=os.environ.get("LANGDML_RAY_TEMP_DIR"),
+        )
+    experiment_id, parent_run_id = ensure_parent_run(
+        tracking_uri, sweep.name, {"langdml.sweep_file": str(sweep.path)}
+    )
     resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
     param_space = {
-        "trial": tune.grid_search([{"name": t.name, "config": t.config, "varied": t.varied} for t in sweep.trials]),
-        "tracking": {"uri": tracking_uri, "experiment_id": experiment_id, "parent_run_id": parent_run_id,
-                     "sweep": sweep.name},
+        "trial": tune.grid_search(
+            [{"name": t.name, "config": t.config, "varied": t.varied} for t in sweep.trials]
+        ),
+        "tracking": {
+            "uri": tracking_uri,
+            "experiment_id": experiment_id,
+            "parent_run_id": parent_run_id,
+            "sweep": sweep.name,
+        },
     }
     fn = tune.with_resources(trainable, resources)
     experiment_path = os.path.join(storage_path, sweep.name)
     if args.resume and tune.Tuner.can_restore(experiment_path):
-        tuner = tune.Tuner.restore(experiment_path, fn, resume_unfinished=True, resume_errored=True,
-                                   param_space=param_space)
+        tuner = tune.Tuner.restore(
+            experiment_path, fn, resume_unfinished=True, resume_errored=True, param_space=param_space
+        )
     else:
         if not args.resume and _has_state(experiment_path):
             raise ConfigError(
@@ -100,10 +140,12 @@ def run_sweep(sweep: Sweep, args: argparse.Namespace) -> int:
         tuner = tune.Tuner(
             fn,
             param_space=param_space,
-            tune_config=tune.TuneConfig(max_concurrent_trials=args.max_concurrent or None,
-                                        trial_dirname_creator=_dirname),
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=args.max_concurrent or None, trial_dirname_creator=_dirname
+            ),
             run_config=tune.RunConfig(
-                name=sweep.name, storage_path=storage_path,
+                name=sweep.name,
+                storage_path=storage_path,
                 failure_config=tune.FailureConfig(max_failures=2),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 verbose=1,
@@ -127,9 +169,16 @@ def results_frame(results) -> list[dict[str, Any]]:
     for result in results:
         trial = result.config["trial"]
         history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
-        rows.append({"name": trial["name"], "varied": trial["varied"], "config": trial["config"],
-                     "status": "ERROR" if result.error is not None else "TERMINATED",
-                     "error": str(result.error) if result.error else "", "history": history})
+        rows.append(
+            {
+                "name": trial["name"],
+                "varied": trial["varied"],
+                "config": trial["config"],
+                "status": "ERROR" if result.error is not None else "TERMINATED",
+                "error": str(result.error) if result.error else "",
+                "history": history,
+            }
+        )
     return rows
 
 
@@ -142,7 +191,9 @@ def check_tracking(uri: str) -> None:
     try:
         urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).read()
     except Exception as exc:
-        raise ConfigError(f"MLflow tracking server {uri} is unreachable ({exc}); start it or pass --tracking-uri.") from None
+        raise ConfigError(
+            f"MLflow tracking server {uri} is unreachable ({exc}); start it or pass --tracking-uri."
+        ) from None
 
 
 def _has_state(path: str) -> bool:

@@ -21,7 +21,11 @@ def trial_rows(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Flatten per-trial records (name, varied, status, history) into one row per trial."""
     rows = []
     for record in records:
-        row: dict[str, Any] = {"trial": record["name"], "status": record["status"], "error": record.get("error", "")}
+        row: dict[str, Any] = {
+            "trial": record["name"],
+            "status": record["status"],
+            "error": record.get("error", ""),
+        }
         row.update({f"cfg.{k}": _scalar(v) for k, v in record["varied"].items()})
         evaluated = [h for h in record["history"] if _finite(h.get("test/recall_at_1"))]
         row["epochs"] = max((int(h["epoch"]) for h in record["history"] if "epoch" in h), default=0)
@@ -63,7 +67,9 @@ def summary_table(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> str
             ref = _paper_value(paper, dict(zip(setup, key, strict=True)))
             ours = ok.get("best_test_epoch/test/recall_at_1")
             cells.append("" if ref is None else f"{ref:.1f}")
-            cells.append("" if ref is None or ours is None or ours.empty else f"{100 * ours.mean() - ref:+.1f}")
+            cells.append(
+                "" if ref is None or ours is None or ours.empty else f"{100 * ours.mean() - ref:+.1f}"
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -74,10 +80,12 @@ def write_report(sweep, records: list[dict[str, Any]], out_dir: Path) -> str:
     frame = trial_rows(sorted(records, key=lambda r: order.get(r["name"], len(order))))
     frame.to_parquet(out_dir / "trials.parquet", index=False)
     table = summary_table(frame, paper_results())
-    text = (f"# {sweep.name}\n\nSweep file: `{Path(sweep.path).name}`; {len(frame)} trials. Metrics in percent-free "
-            "fractions, mean +- std over seeds. Protocols: last = last epoch; best_test_epoch = per metric the best "
-            "epoch on the TEST split (the paper's release protocol, optimistic); val_selected = test metrics at the "
-            "epoch with the best validation recall_at_1 (only with data.val_classes).\n\n" + table + "\n")
+    text = (
+        f"# {sweep.name}\n\nSweep file: `{Path(sweep.path).name}`; {len(frame)} trials. Metrics in percent-free "
+        "fractions, mean +- std over seeds. Protocols: last = last epoch; best_test_epoch = per metric the best "
+        "epoch on the TEST split (the paper's release protocol, optimistic); val_selected = test metrics at the "
+        "epoch with the best validation recall_at_1 (only with data.val_classes).\n\n" + table + "\n"
+    )
     (out_dir / "table.md").write_text(text)
     return text
 
@@ -89,9 +97,13 @@ def paper_results() -> pd.DataFrame:
 
 def _paper_value(paper: pd.DataFrame, setup: dict[str, Any]) -> float | None:
     guidance = setup.get("cfg.language.guidance", "none")
-    rows = paper[(paper["table"] == "table1") & (paper["dataset"] == setup.get("cfg.data.name"))
-                 & (paper["loss"] == setup.get("cfg.loss.name")) & (paper["guidance"] == guidance)
-                 & (paper["metric"] == "recall@1")]
+    rows = paper[
+        (paper["table"] == "table1")
+        & (paper["dataset"] == setup.get("cfg.data.name"))
+        & (paper["loss"] == setup.get("cfg.loss.name"))
+        & (paper["guidance"] == guidance)
+        & (paper["metric"] == "recall@1")
+    ]
     return float(rows["mean"].iloc[0]) if len(rows) else None
 
 

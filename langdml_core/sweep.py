@@ -46,8 +46,9 @@ class Sweep:
     declared_trials: int | None
 
 
-def load_sweep(path: str | Path, *, overrides: list[str] | None = None, seeds: int | None = None,
-               smoke: bool = False) -> Sweep:
+def load_sweep(
+    path: str | Path, *, overrides: list[str] | None = None, seeds: int | None = None, smoke: bool = False
+) -> Sweep:
     """Import a sweep file and expand it into fully resolved, validated trials."""
     path = Path(path).expanduser().absolute()
     if not path.is_file():
@@ -57,12 +58,16 @@ def load_sweep(path: str | Path, *, overrides: list[str] | None = None, seeds: i
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     for required in ("get_config", "get_sweep"):
         if not hasattr(module, required):
-            raise ConfigError(f"Sweep file {path.name} has no {required}(); see sweeps/demo.py for the format.")
+            raise ConfigError(
+                f"Sweep file {path.name} has no {required}(); see sweeps/demo.py for the format."
+            )
     base = dict(module.get_config())
     grid = dict(module.get_sweep())
     for key, values in grid.items():
         if not isinstance(values, (list, tuple)) or not values:
-            raise ConfigError(f"{path.name}: get_sweep()[{key!r}] must be a non-empty list of values, got {values!r}.")
+            raise ConfigError(
+                f"{path.name}: get_sweep()[{key!r}] must be a non-empty list of values, got {values!r}."
+            )
     extra = parse_overrides(overrides or [])
     if seeds is not None:
         grid["run.seed"] = list(range(seeds))
@@ -94,8 +99,13 @@ def trial_name(varied: dict[str, Any]) -> str:
     parts = []
     for key, value in varied.items():
         short = key.rsplit(".", 1)[-1]
-        if isinstance(value, str) and key in ("data.name", "loss.name", "language.guidance", "model.backbone",
-                                              "language.encoder"):
+        if isinstance(value, str) and key in (
+            "data.name",
+            "loss.name",
+            "language.guidance",
+            "model.backbone",
+            "language.encoder",
+        ):
             parts.append(SHORT.get(value, value))
         else:
             parts.append(f"{short}={value}")
@@ -112,19 +122,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny run: 1 epoch, 2 steps, first few trials")
     parser.add_argument("--list", action="store_true", help="print trial names and count; run nothing")
     parser.add_argument("--resolve", action="store_true", help="with --list: print every trial's full config")
-    parser.add_argument("--storage", default=None, help="Tune storage path (default: results/ray; env LANGDML_STORAGE)")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow URI (default: sqlite under results/; env MLFLOW_TRACKING_URI)")
-    parser.add_argument("--address", default=None, help="Ray address: omitted = local embedded Ray; 'auto' = a running cluster (env RAY_ADDRESS)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted sweep from its Tune state")
-    parser.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (fractional allowed)")
-    parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (also torch threads)")
-    parser.add_argument("--max-concurrent", type=int, default=0, help="cap on concurrent trials (0 = as resources allow)")
-    parser.add_argument("--local-gpus", type=int, default=0,
-                        help="logical GPUs the embedded local Ray advertises (testing GPU packing on a CPU box)")
+    parser.add_argument(
+        "--storage", default=None, help="Tune storage path (default: results/ray; env LANGDML_STORAGE)"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow URI (default: sqlite under results/; env MLFLOW_TRACKING_URI)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="Ray address: omitted = local embedded Ray; 'auto' = a running cluster (env RAY_ADDRESS)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted sweep from its Tune state"
+    )
+    parser.add_argument(
+        "--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (fractional allowed)"
+    )
+    parser.add_argument(
+        "--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (also torch threads)"
+    )
+    parser.add_argument(
+        "--max-concurrent", type=int, default=0, help="cap on concurrent trials (0 = as resources allow)"
+    )
+    parser.add_argument(
+        "--local-gpus",
+        type=int,
+        default=0,
+        help="logical GPUs the embedded local Ray advertises (testing GPU packing on a CPU box)",
+    )
     parser.add_argument("--seeds", type=int, default=None, help="override the sweep's seeds with 0..N-1")
-    parser.add_argument("--results", default="results", help="directory for tables, parquet and the MLflow database")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key in every trial")
+    parser.add_argument(
+        "--results", default="results", help="directory for tables, parquet and the MLflow database"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key in every trial",
+    )
 
 
 def main(path: str | Path | None = None, argv: list[str] | None = None) -> int:
@@ -137,7 +177,9 @@ def main(path: str | Path | None = None, argv: list[str] | None = None) -> int:
     from langdml_core.errors import UserError
 
     try:
-        sweep = load_sweep(path or args.sweep_file, overrides=args.overrides, seeds=args.seeds, smoke=args.smoke)
+        sweep = load_sweep(
+            path or args.sweep_file, overrides=args.overrides, seeds=args.seeds, smoke=args.smoke
+        )
         if args.list:
             print_list(sweep, resolve=args.resolve)
             return 0
@@ -151,9 +193,15 @@ def main(path: str | Path | None = None, argv: list[str] | None = None) -> int:
 
 def print_list(sweep: Sweep, resolve: bool = False) -> None:
     for trial in sweep.trials:
-        print(trial.name if not resolve else json.dumps({"name": trial.name, "config": trial.config}, sort_keys=True))
-    print(f"{len(sweep.trials)} trials in {sweep.name}" + (f" (declared: {sweep.declared_trials})"
-                                                           if sweep.declared_trials is not None else ""))
+        print(
+            trial.name
+            if not resolve
+            else json.dumps({"name": trial.name, "config": trial.config}, sort_keys=True)
+        )
+    print(
+        f"{len(sweep.trials)} trials in {sweep.name}"
+        + (f" (declared: {sweep.declared_trials})" if sweep.declared_trials is not None else "")
+    )
 
 
 def env_default(value: str | None, name: str, fallback: str) -> str:

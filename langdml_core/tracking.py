@@ -38,15 +38,20 @@ def ensure_parent_run(tracking_uri: str, sweep: str, tags: dict[str, str] | None
     c = client(tracking_uri)
     experiment = c.get_experiment_by_name(sweep)
     experiment_id = experiment.experiment_id if experiment else c.create_experiment(sweep)
-    found = c.search_runs([experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`langdml.role` = 'parent'",
-                          max_results=1, order_by=["attributes.start_time ASC"])
+    found = c.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`langdml.role` = 'parent'",
+        max_results=1,
+        order_by=["attributes.start_time ASC"],
+    )
     if found:
         run_id = found[0].info.run_id
         if found[0].info.status != "RUNNING":
             c.update_run(run_id, status="RUNNING")
         return experiment_id, run_id
-    run = c.create_run(experiment_id, run_name=sweep,
-                       tags={SWEEP_TAG: sweep, "langdml.role": "parent", **(tags or {})})
+    run = c.create_run(
+        experiment_id, run_name=sweep, tags={SWEEP_TAG: sweep, "langdml.role": "parent", **(tags or {})}
+    )
     return experiment_id, run.info.run_id
 
 
@@ -57,13 +62,23 @@ def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
 class TrialRun:
     """The MLflow run of one trial: found or created once, then metrics per epoch, then ended."""
 
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, trial_name: str,
-                 run_id: str | None = None, tags: dict[str, str] | None = None):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        trial_name: str,
+        run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+    ):
         self.client = client(tracking_uri)
         self.run_id = run_id or self._find(experiment_id, parent_run_id, trial_name)
         if self.run_id is None:
-            run = self.client.create_run(experiment_id, run_name=trial_name,
-                                         tags={PARENT_TAG: parent_run_id, TRIAL_TAG: trial_name, **(tags or {})})
+            run = self.client.create_run(
+                experiment_id,
+                run_name=trial_name,
+                tags={PARENT_TAG: parent_run_id, TRIAL_TAG: trial_name, **(tags or {})},
+            )
             self.run_id = run.info.run_id
         else:
             self.client.update_run(self.run_id, status="RUNNING")
@@ -73,7 +88,9 @@ class TrialRun:
         runs = self.client.search_runs(
             [experiment_id],
             filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{TRIAL_TAG}` = '{_quote(trial_name)}'",
-            max_results=1, order_by=["attributes.start_time ASC"])
+            max_results=1,
+            order_by=["attributes.start_time ASC"],
+        )
         return runs[0].info.run_id if runs else None
 
     def _steps_already_logged(self) -> set[int]:
@@ -86,7 +103,7 @@ class TrialRun:
         existing = self.client.get_run(self.run_id).data.params
         new = [Param(k, _param_value(v)) for k, v in params.items() if k not in existing]
         for start in range(0, len(new), 100):
-            self.client.log_batch(self.run_id, params=new[start:start + 100])
+            self.client.log_batch(self.run_id, params=new[start : start + 100])
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         """Metrics of one epoch at step = epoch, once: a replayed epoch after a resume is not logged twice."""
@@ -96,10 +113,17 @@ class TrialRun:
         if step in self._logged_steps:
             return
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, step) for k, v in row.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))]
+        metrics = [
+            Metric(k, float(v), now, step)
+            for k, v in row.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+        ]
         self.client.log_batch(self.run_id, metrics=metrics)
         self._logged_steps.add(step)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, value)
 
     def log_artifact(self, path: str | Path) -> None:
         if Path(path).exists():
@@ -127,19 +151,39 @@ def records_from_mlflow(tracking_uri: str, sweep: str) -> list[dict[str, Any]]:
     experiment = c.get_experiment_by_name(sweep)
     if experiment is None:
         raise ConfigError(f"MLflow at {tracking_uri} has no experiment {sweep!r}; run the sweep first.")
-    runs = c.search_runs([experiment.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` != ''", max_results=50000,
-                         order_by=["attributes.start_time ASC"])
-    reserved = {SWEEP_TAG, TRIAL_TAG, "langdml.role", "langdml.sweep_file"}
+    runs = c.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{TRIAL_TAG}` != ''",
+        max_results=50000,
+        order_by=["attributes.start_time ASC"],
+    )
+    reserved = {
+        SWEEP_TAG,
+        TRIAL_TAG,
+        "langdml.role",
+        "langdml.sweep_file",
+        "langdml.gpu_ids",
+        "langdml.node_id",
+    }
     records = []
     for run in runs:
         tags = run.data.tags
-        varied = {k.removeprefix("langdml."): parse_value(v) for k, v in tags.items()
-                  if k.startswith("langdml.") and k not in reserved}
+        varied = {
+            k.removeprefix("langdml."): parse_value(v)
+            for k, v in tags.items()
+            if k.startswith("langdml.") and k not in reserved
+        }
         by_step: dict[int, dict[str, Any]] = {}
         for key in run.data.metrics:
             for metric in c.get_metric_history(run.info.run_id, key):
                 by_step.setdefault(int(metric.step), {"epoch": int(metric.step)})[key] = metric.value
-        records.append({"name": tags[TRIAL_TAG], "varied": varied, "run_id": run.info.run_id,
-                        "status": "TERMINATED" if run.info.status == "FINISHED" else "ERROR",
-                        "history": [by_step[s] for s in sorted(by_step)]})
+        records.append(
+            {
+                "name": tags[TRIAL_TAG],
+                "varied": varied,
+                "run_id": run.info.run_id,
+                "status": "TERMINATED" if run.info.status == "FINISHED" else "ERROR",
+                "history": [by_step[s] for s in sorted(by_step)],
+            }
+        )
     return records

@@ -46,9 +46,15 @@ def test_plg_scores_are_class_averages_of_the_classifier_on_its_own_preprocessin
     import timm
     import timm.data
 
-    scores = imagenet_class_scores(small_train, "test_efficientnet", tiny_classifier, average, torch.device("cpu"))
-    model = timm.create_model("test_efficientnet", pretrained=True, num_classes=1000,
-                              pretrained_cfg_overlay=dict(file=tiny_classifier)).eval()
+    scores = imagenet_class_scores(
+        small_train, "test_efficientnet", tiny_classifier, average, torch.device("cpu")
+    )
+    model = timm.create_model(
+        "test_efficientnet",
+        pretrained=True,
+        num_classes=1000,
+        pretrained_cfg_overlay=dict(file=tiny_classifier),
+    ).eval()
     transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
     assert transform.transforms[0].size != 64  # the classifier's preprocessing, not the 64 px DML one
     for c in range(small_train.num_classes):
@@ -61,12 +67,19 @@ def test_plg_scores_are_class_averages_of_the_classifier_on_its_own_preprocessin
 
 
 def test_plg_table_is_rank_aligned_and_cached(cache, small_train, tiny_classifier):
-    cfg = LanguageConfig(guidance="plg", topk=3, plg_classifier="test_efficientnet", plg_weights_file=tiny_classifier)
+    cfg = LanguageConfig(
+        guidance="plg", topk=3, plg_classifier="test_efficientnet", plg_weights_file=tiny_classifier
+    )
     before = dict(MODEL_LOADS)
     result = build_table(cfg, small_train, seed=0, device=torch.device("cpu"))
     assert result.table.shape == (3, 3, 384)
-    assert (MODEL_LOADS["classifier"], MODEL_LOADS["encoder"]) == (before["classifier"] + 1, before["encoder"] + 1)
-    scores = imagenet_class_scores(small_train, "test_efficientnet", tiny_classifier, "logits", torch.device("cpu"))
+    assert (MODEL_LOADS["classifier"], MODEL_LOADS["encoder"]) == (
+        before["classifier"] + 1,
+        before["encoder"] + 1,
+    )
+    scores = imagenet_class_scores(
+        small_train, "test_efficientnet", tiny_classifier, "logits", torch.device("cpu")
+    )
     names = imagenet_names()
     from langdml_core.language.encoders import build_encoder
 
@@ -81,7 +94,10 @@ def test_plg_table_is_rank_aligned_and_cached(cache, small_train, tiny_classifie
     # A second trial with the same key loads neither model.
     again = build_table(cfg, small_train, seed=1, device=torch.device("cpu"))
     assert torch.equal(again.table, result.table)
-    assert (MODEL_LOADS["classifier"], MODEL_LOADS["encoder"]) == (before["classifier"] + 1, before["encoder"] + 1)
+    assert (MODEL_LOADS["classifier"], MODEL_LOADS["encoder"]) == (
+        before["classifier"] + 1,
+        before["encoder"] + 1,
+    )
 
 
 def test_elg_table_prompt_shuffle_and_cache(cache, small_train):
@@ -93,10 +109,13 @@ def test_elg_table_prompt_shuffle_and_cache(cache, small_train):
     assert MODEL_LOADS["encoder"] == before + 1
     build_table(cfg, small_train, seed=0, device=torch.device("cpu"))
     assert MODEL_LOADS["encoder"] == before + 1  # cache hit: the encoder was not loaded
-    prompt = build_table(LanguageConfig(guidance="elg", prompt="{}"), small_train, seed=0, device=torch.device("cpu"))
+    prompt = build_table(
+        LanguageConfig(guidance="elg", prompt="{}"), small_train, seed=0, device=torch.device("cpu")
+    )
     assert prompt.texts == [[t] for t in small_train.class_texts]
-    shuffled = build_table(LanguageConfig(guidance="elg", shuffle_texts=True), small_train, seed=3,
-                           device=torch.device("cpu"))
+    shuffled = build_table(
+        LanguageConfig(guidance="elg", shuffle_texts=True), small_train, seed=3, device=torch.device("cpu")
+    )
     assert sorted(shuffled.texts) == sorted(result.texts) and shuffled.texts != result.texts
 
 

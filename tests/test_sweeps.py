@@ -1,0 +1,240 @@
+"""The sweep service end to end on a local Ray: trials, MLflow runs, reports, GPU packing, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from langdml_core.sweep import load_sweep, trial_name
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "fixtures" / "tiny_sweep.py"
+SWEEPS = sorted((ROOT / "sweeps").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
+def test_every_sweep_file_lists_its_declared_trial_count(path):
+    sweep = load_sweep(path)
+    assert sweep.declared_trials is not None, f"{path.name}: docstring must state 'Trials: N'"
+    assert len(sweep.trials) == sweep.declared_trials
+    assert len({t.name for t in sweep.trials}) == len(sweep.trials)  # names identify trials
+    source = path.read_text()
+    assert "import torch" not in source and "__main__" in source
+
+
+def test_trial_names_and_overrides():
+    assert (
+        trial_name(
+            {
+                "data.name": "cub200",
+                "loss.name": "multisimilarity",
+                "language.guidance": "plg",
+                "language.omega": 7.5,
+                "run.seed": 0,
+            }
+        )
+        == "cub200/msim/plg/omega=7.5/seed=0"
+    )
+    sweep = load_sweep(TINY, overrides=["loss.name=margin"], seeds=3)
+    assert [t.name for t in sweep.trials] == ["seed=0", "seed=1", "seed=2"]
+    assert all(t.config["loss.name"] == "margin" for t in sweep.trials)
+
+
+def test_bad_sweep_override_is_one_sentence():
+    from langdml_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="optim.lrr"):
+        load_sweep(TINY, overrides=["optim.lrr=1"])
+
+
+def ray_temp(tmp_path) -> str:
+    """A short per-test Ray temp dir (Ray's socket paths must stay under 107 bytes)."""
+    import zlib
+
+    return f"/tmp/rt{zlib.crc32(str(tmp_path).encode())}"
+
+
+def run_sweep(tmp_path, *flags, timeout=600, wait=True):
+    env = {**os.environ, "LANGDML_RAY_TEMP_DIR": ray_temp(tmp_path), "RAY_DEDUP_LOGS": "0"}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, str(TINY), "--results", str(tmp_path / "results"), *flags]
+    if not wait:
+        return subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=open(tmp_path / "driver.log", "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def mlflow_runs(tmp_path):
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny")
+    return client, client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def trial_dirs(tmp_path):
+    return sorted(
+        d for d in (tmp_path / "results" / "ray" / "tiny").glob("*_*") if d.is_dir() and d.name[0] != "."
+    )
+
+
+def stop_ray(tmp_path):
+    """Stop only the Ray processes this test started (by their temp dir), never a blanket `ray stop`."""
+    temp = ray_temp(tmp_path)
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if temp in (proc / "cmdline").read_bytes().decode(errors="ignore"):
+                    os.kill(int(proc.name), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass
+    import shutil
+
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_sweep_runs_tracks_reports_and_replays(tmp_path):
+    try:
+        result = run_sweep(tmp_path, "--max-concurrent", "2")
+    finally:
+        stop_ray(tmp_path)
+    assert "langdml ui" in result.stdout
+    client, runs = mlflow_runs(tmp_path)
+    parents = [r for r in runs if r.data.tags.get("langdml.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(r.data.tags["langdml.trial"] for r in children) == sorted(
+        t.name for t in load_sweep(TINY).trials
+    )
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        history = client.get_metric_history(run.info.run_id, "test/recall_at_1")
+        assert [m.step for m in history] == [1, 2]
+        assert "pid" not in run.data.metrics and "timestamp" not in run.data.metrics
+        assert run.data.params["loss.name"] in ("multisimilarity", "margin")
+
+    # The report from Tune's files equals the one rebuilt from MLflow.
+    table_md = tmp_path / "results" / "tiny" / "table.md"
+    from_tune = table_md.read_text()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "langdml_core.cli",
+            "report",
+            str(TINY),
+            "--results",
+            str(tmp_path / "results"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    assert table_md.read_text() == from_tune
+    import pandas as pd
+
+    frame = pd.read_parquet(tmp_path / "results" / "tiny" / "trials.parquet")
+    assert len(frame) == 4 and set(frame["status"]) == {"TERMINATED"}
+
+    # One trial replayed locally without Ray gives the sweep's numbers.
+    name = "margin/seed=1"
+    out = tmp_path / "replay"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "langdml_core.cli",
+            "train",
+            "--sweep",
+            str(TINY),
+            "--trial",
+            name,
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    replay = json.loads((out / "metrics.json").read_text())["final"]
+    swept = frame[frame["trial"] == name].iloc[0]
+    assert replay["test/recall_at_1"] == pytest.approx(swept["last/test/recall_at_1"], abs=1e-12)
+
+
+@pytest.mark.slow
+def test_fake_gpus_pack_two_trials_per_gpu_and_run_on_cpu(tmp_path):
+    try:
+        run_sweep(
+            tmp_path,
+            "--local-gpus",
+            "4",
+            "--gpus-per-trial",
+            "0.5",
+            "--cpus-per-trial",
+            "0.5",
+            "--max-concurrent",
+            "4",
+            "--set",
+            "run.epochs=1",
+        )
+    finally:
+        stop_ray(tmp_path)
+    placements = [json.loads((d / "placement.json").read_text()) for d in trial_dirs(tmp_path)]
+    assert len(placements) == 4
+    assert all(len(p["gpu_ids"]) == 1 for p in placements)
+    ids = [p["gpu_ids"][0] for p in placements]
+    assert all(ids.count(i) <= 2 for i in ids)  # at most two trials per GPU id
+    metrics = [json.loads((d / "metrics.json").read_text()) for d in trial_dirs(tmp_path)]
+    assert all("test/recall_at_1" in m["final"] for m in metrics)  # they ran (on CPU: no CUDA here)
+
+
+@pytest.mark.slow
+def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
+    driver = run_sweep(tmp_path, "--max-concurrent", "1", "--set", "run.epochs=3", wait=False)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:  # wait until one trial finished and the next one is running
+            done = [
+                d
+                for d in trial_dirs(tmp_path)
+                if (d / "metrics.json").exists()
+                and len(json.loads((d / "metrics.json").read_text())["history"]) == 3
+            ]
+            running = [d for d in trial_dirs(tmp_path) if d not in done and (d / "metrics.json").exists()]
+            if done and running:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(
+                "the sweep did not reach the kill point: " + (tmp_path / "driver.log").read_text()[-2000:]
+            )
+        finished_first = {d.name: (d / "metrics.json").stat().st_mtime for d in done}
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finally:
+        stop_ray(tmp_path)
+    try:
+        run_sweep(tmp_path, "--max-concurrent", "1", "--set", "run.epochs=3", "--resume")
+    finally:
+        stop_ray(tmp_path)
+    for name, mtime in finished_first.items():  # not re-run
+        assert (tmp_path / "results" / "ray" / "tiny" / name / "metrics.json").stat().st_mtime == mtime
+    client, runs = mlflow_runs(tmp_path)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    names = [r.data.tags["langdml.trial"] for r in children]
+    assert sorted(names) == sorted(set(names)) and len(names) == 4  # exactly one run per trial
+    assert all(r.info.status == "FINISHED" for r in children)
+    for run in children:  # each epoch logged once, even for the trial that was running at the kill
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch")] == [1, 2, 3]
