@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/langdml train --set optim.lr=1e-4 --set run.epochs=8 --out runs/demo
+	$(BIN)/python sweeps/demo.py --resume
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 -m "not slow"
