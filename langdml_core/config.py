@@ -27,7 +27,7 @@ class DataConfig:
     name: str = "demo"
     """Dataset name from the dataset registry: demo, cub200, cars196, sop, folder."""
     root: str = ""
-    """Dataset root directory (unused by the generated demo dataset)."""
+    """Dataset root directory; empty = $LANGDML_DATA_ROOT/<name> (unused by the generated demo dataset)."""
     image_size: int = 0
     """Training crop / evaluation centre-crop size in pixels; 0 = the dataset's default (224, demo 64)."""
     resize: int = 0

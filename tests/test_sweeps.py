@@ -238,3 +238,26 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     assert all(r.info.status == "FINISHED" for r in children)
     for run in children:  # each epoch logged once, even for the trial that was running at the kill
         assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch")] == [1, 2, 3]
+
+
+def test_table1_resolved_configs_match_the_golden_file():
+    """Any change to a Table 1 trial (a default, an omega, a batch size) must show up as a reviewed diff.
+    Regenerate with: python sweeps/table1.py --list --resolve | head -n -1 > tests/golden/table1_resolved.jsonl"""
+    golden = [json.loads(line) for line in (ROOT / "tests" / "golden" / "table1_resolved.jsonl").read_text().splitlines()]
+    current = [{"name": t.name, "config": t.config} for t in load_sweep(ROOT / "sweeps" / "table1.py").trials]
+    assert len(current) == len(golden) == 81
+    for want, got in zip(golden, current, strict=True):
+        assert got == want, f"{got['name']}: " + ", ".join(
+            f"{k}: {want['config'].get(k)!r} -> {v!r}" for k, v in got["config"].items() if want["config"].get(k) != v)
+
+
+def test_table1_omega_is_documented_per_cell():
+    sweep = load_sweep(ROOT / "sweeps" / "table1.py")
+    module = sweep.module
+    for trial in sweep.trials:
+        cell = (trial.config["data.name"], trial.config["loss.name"])
+        if trial.config["language.guidance"] == "none":
+            assert trial.config["language.omega"] == 0.0
+        else:
+            assert trial.config["language.omega"] == module.OMEGA[cell]
+    assert ("cub200", "multisimilarity", "plg") in module.RELEASED and module.OMEGA[("cub200", "multisimilarity")] == 7.5

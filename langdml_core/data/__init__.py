@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -24,10 +26,18 @@ __all__ = [
 
 def build_dataset(cfg: DataConfig) -> DMLDataset:
     """Load the named dataset and carve the class-disjoint validation split if asked."""
-    dataset = DATASETS.create(cfg.name, cfg.root, layout=cfg.layout, check_counts=cfg.check_counts)
+    dataset = DATASETS.create(cfg.name, resolve_root(cfg), layout=cfg.layout, check_counts=cfg.check_counts)
     if cfg.val_classes:
         dataset.train, dataset.val = split_validation(dataset.train, cfg.val_classes)
     return dataset
+
+
+def resolve_root(cfg: DataConfig) -> str:
+    """data.root, else $LANGDML_DATA_ROOT/<dataset name> (how cluster nodes find their datasets)."""
+    if cfg.root or cfg.name == "demo":
+        return cfg.root
+    base = os.environ.get("LANGDML_DATA_ROOT", "")
+    return os.path.join(base, cfg.name) if base else ""
 
 
 class TransformedSet(Dataset):
