@@ -149,6 +149,9 @@ def test_sweep_runs_tracks_reports_and_replays(tmp_path):
     frame = pd.read_parquet(tmp_path / "results" / "tiny" / "trials.parquet")
     assert len(frame) == 4 and set(frame["status"]) == {"TERMINATED"}
 
+    # `langdml ui` serves the sweep's experiment and its trial runs by name (MLflow REST API), on loopback only.
+    check_ui_serves_runs(tmp_path, sorted(r.data.tags["langdml.trial"] for r in children))
+
     # One trial replayed locally without Ray gives the sweep's numbers.
     name = "margin/seed=1"
     out = tmp_path / "replay"
@@ -171,6 +174,41 @@ def test_sweep_runs_tracks_reports_and_replays(tmp_path):
     replay = json.loads((out / "metrics.json").read_text())["final"]
     swept = frame[frame["trial"] == name].iloc[0]
     assert replay["test/recall_at_1"] == pytest.approx(swept["last/test/recall_at_1"], abs=1e-12)
+
+
+def check_ui_serves_runs(tmp_path, trial_names):
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ui = subprocess.Popen([sys.executable, "-m", "langdml_core.cli", "ui", "--results", str(tmp_path / "results"),
+                           "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(base + "/health", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(1)
+        else:
+            pytest.fail("langdml ui did not answer /health within 120 s")
+        got = json.loads(urllib.request.urlopen(
+            base + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=tiny", timeout=10).read())
+        experiment_id = got["experiment"]["experiment_id"]
+        request = urllib.request.Request(
+            base + "/api/2.0/mlflow/runs/search", method="POST", headers={"Content-Type": "application/json"},
+            data=json.dumps({"experiment_ids": [experiment_id], "max_results": 100}).encode())
+        runs = json.loads(urllib.request.urlopen(request, timeout=10).read())["runs"]
+        names = sorted(r["info"]["run_name"] for r in runs if r["info"]["run_name"] != "tiny")
+        assert names == trial_names
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=30)
 
 
 @pytest.mark.slow
