@@ -6,6 +6,7 @@ lock, so concurrent trials of a sweep on one node share one copy and never read 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -44,3 +45,26 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def files_digest(path: str | Path, label: str = "") -> str:
+    """sha256 over file names, sizes and the sha256 of the first MiB of each file (cheap for big checkpoints).
+
+    ``path`` is a file or a directory (all files below it, hidden folders skipped, symlinks followed).
+    """
+    root = Path(path).expanduser()
+    if root.is_dir():
+        files = sorted(
+            p
+            for p in root.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        )
+    else:
+        files = [root]
+    h = hashlib.sha256(label.encode())
+    for file in files:
+        name = file.relative_to(root).as_posix() if root.is_dir() else file.name
+        with open(file, "rb") as f:
+            head = hashlib.sha256(f.read(1 << 20)).hexdigest()
+        h.update(f"\n{name}:{file.stat().st_size}:{head}".encode())
+    return h.hexdigest()

@@ -183,9 +183,21 @@ def check_ui_serves_runs(tmp_path, trial_names):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    ui = subprocess.Popen([sys.executable, "-m", "langdml_core.cli", "ui", "--results", str(tmp_path / "results"),
-                           "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          start_new_session=True)
+    ui = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "langdml_core.cli",
+            "ui",
+            "--results",
+            str(tmp_path / "results"),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -197,12 +209,18 @@ def check_ui_serves_runs(tmp_path, trial_names):
                 time.sleep(1)
         else:
             pytest.fail("langdml ui did not answer /health within 120 s")
-        got = json.loads(urllib.request.urlopen(
-            base + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=tiny", timeout=10).read())
+        got = json.loads(
+            urllib.request.urlopen(
+                base + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=tiny", timeout=10
+            ).read()
+        )
         experiment_id = got["experiment"]["experiment_id"]
         request = urllib.request.Request(
-            base + "/api/2.0/mlflow/runs/search", method="POST", headers={"Content-Type": "application/json"},
-            data=json.dumps({"experiment_ids": [experiment_id], "max_results": 100}).encode())
+            base + "/api/2.0/mlflow/runs/search",
+            method="POST",
+            headers={"Content-Type": "application/json"},
+            data=json.dumps({"experiment_ids": [experiment_id], "max_results": 100}).encode(),
+        )
         runs = json.loads(urllib.request.urlopen(request, timeout=10).read())["runs"]
         names = sorted(r["info"]["run_name"] for r in runs if r["info"]["run_name"] != "tiny")
         assert names == trial_names
@@ -281,12 +299,18 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
 def test_table1_resolved_configs_match_the_golden_file():
     """Any change to a Table 1 trial (a default, an omega, a batch size) must show up as a reviewed diff.
     Regenerate with: python sweeps/table1.py --list --resolve | head -n -1 > tests/golden/table1_resolved.jsonl"""
-    golden = [json.loads(line) for line in (ROOT / "tests" / "golden" / "table1_resolved.jsonl").read_text().splitlines()]
+    golden = [
+        json.loads(line)
+        for line in (ROOT / "tests" / "golden" / "table1_resolved.jsonl").read_text().splitlines()
+    ]
     current = [{"name": t.name, "config": t.config} for t in load_sweep(ROOT / "sweeps" / "table1.py").trials]
     assert len(current) == len(golden) == 81
     for want, got in zip(golden, current, strict=True):
         assert got == want, f"{got['name']}: " + ", ".join(
-            f"{k}: {want['config'].get(k)!r} -> {v!r}" for k, v in got["config"].items() if want["config"].get(k) != v)
+            f"{k}: {want['config'].get(k)!r} -> {v!r}"
+            for k, v in got["config"].items()
+            if want["config"].get(k) != v
+        )
 
 
 def test_table1_omega_is_documented_per_cell():
@@ -298,4 +322,6 @@ def test_table1_omega_is_documented_per_cell():
             assert trial.config["language.omega"] == 0.0
         else:
             assert trial.config["language.omega"] == module.OMEGA[cell]
-    assert ("cub200", "multisimilarity", "plg") in module.RELEASED and module.OMEGA[("cub200", "multisimilarity")] == 7.5
+    assert ("cub200", "multisimilarity", "plg") in module.RELEASED and module.OMEGA[
+        ("cub200", "multisimilarity")
+    ] == 7.5

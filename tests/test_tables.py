@@ -113,10 +113,19 @@ def test_elg_table_prompt_shuffle_and_cache(cache, small_train):
         LanguageConfig(guidance="elg", prompt="{}"), small_train, seed=0, device=torch.device("cpu")
     )
     assert prompt.texts == [[t] for t in small_train.class_texts]
+
+
+def test_shuffled_texts_are_a_permutation_that_moves_most_classes(cache, demo_dataset):
+    train = demo_dataset.train
+    plain = build_table(LanguageConfig(guidance="elg"), train, seed=0, device=torch.device("cpu"))
     shuffled = build_table(
-        LanguageConfig(guidance="elg", shuffle_texts=True), small_train, seed=3, device=torch.device("cpu")
+        LanguageConfig(guidance="elg", shuffle_texts=True), train, seed=0, device=torch.device("cpu")
     )
-    assert sorted(shuffled.texts) == sorted(result.texts) and shuffled.texts != result.texts
+    assert sorted(shuffled.texts) == sorted(plain.texts)
+    assert sum(a != b for a, b in zip(shuffled.texts, plain.texts, strict=True)) > 40  # of 48 classes
+    index = {t[0]: i for i, t in enumerate(plain.texts)}
+    for c, texts in enumerate(shuffled.texts):  # rows follow their (moved) texts
+        torch.testing.assert_close(shuffled.table[c], plain.table[index[texts[0]]])
 
 
 def test_weights_fingerprint_changes_with_the_file(tmp_path):

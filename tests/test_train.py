@@ -150,3 +150,39 @@ def test_cli_train_is_reproducible(tmp_path):
 
     a, b = run(tmp_path / "a"), run(tmp_path / "b")
     assert strip_timing(a["history"]) == strip_timing(b["history"])
+
+
+def test_elg_trial_logs_the_matching_term_every_epoch(tmp_path):
+    summary = train_trial(tiny_trial(tmp_path, **{"language.guidance": "elg", "language.omega": 2.0}))
+    assert [row["epoch"] for row in summary["history"]] == [1, 2]
+    assert all(row["train/lang_match_loss"] > 0 for row in summary["history"])
+
+
+def test_missing_local_encoder_checkpoint_is_a_clear_error(tmp_path):
+    from langdml_core.errors import WeightsError
+
+    missing = tmp_path / "no-bert-here"
+    config = tiny_trial(
+        tmp_path,
+        **{
+            "language.guidance": "elg",
+            "language.encoder": "bert-base",
+            "language.encoder_path": str(missing),
+        },
+    )
+    with pytest.raises(WeightsError, match=str(missing)):
+        train_trial(config)
+
+
+def test_s2sd_trial_trains_with_backbone_features(tmp_path):
+    config = tiny_trial(
+        tmp_path,
+        **{
+            "loss.name": "s2sd",
+            "run.epochs": 1,
+            "loss.kwargs": {"target_dims": [24, 40], "feat_distill_delay": 0},
+        },
+    )
+    row = train_trial(config)["history"][0]
+    for term in ("dml_loss", "s2sd_target_loss", "s2sd_feat_distill_loss"):
+        assert row[f"train/{term}"] > 0, term

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from langdml_core.cache import atomic_write, cache_dir, locked
+from langdml_core.cache import atomic_write, cache_dir, files_digest, locked
 from langdml_core.config import LanguageConfig
 from langdml_core.data.base import ImageSet
 
@@ -184,20 +184,10 @@ def imagenet_names() -> list[str]:
 
 # ---- fingerprints ---------------------------------------------------------------------------------------
 def weights_fingerprint(name: str, path: str) -> str:
-    """Identifies weights without loading them: names, sizes and the first MiB of each local file."""
-    if not path:
-        return f"{name}:default"  # packaged weights (pinned package versions) or the named hub cache entry
-    root = Path(path).expanduser()
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-    h = hashlib.sha256()
-    for file in files:
-        if file.exists():
-            h.update(
-                f"{file.relative_to(root) if root.is_dir() else file.name}:{file.stat().st_size}".encode()
-            )
-            with open(file, "rb") as f:
-                h.update(f.read(1 << 20))
-    return h.hexdigest()
+    """Identifies weights without loading them (see ``files_digest``); packaged/cached weights by name."""
+    if not path or not Path(path).expanduser().exists():
+        return f"{name}:{path or 'default'}"  # a missing file fails later, in the loader, with a clear error
+    return files_digest(path, name)
 
 
 def images_fingerprint(images: ImageSet) -> str:
