@@ -182,25 +182,28 @@ def _kmeans_iteration(emb: torch.Tensor, clusters: int, seed: int) -> dict[str, 
 
 
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, sys.argv[4])
 import numpy as np, torch
 torch.set_num_threads(int(sys.argv[3]))
 from langdml_core.evaluate import retrieval_metrics
 emb, labels = np.load(sys.argv[1]), np.load(sys.argv[2])
-def rss():
+def status(key):
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-baseline = rss()
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+baseline = status("VmHWM")
 started = time.perf_counter()
 retrieval_metrics(emb, labels, nmi_seed=int(sys.argv[5]))
-print(json.dumps({"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "baseline_kib": baseline,
-                  "seconds": time.perf_counter() - started}))
+print(json.dumps({"hwm_kib": status("VmHWM"), "baseline_kib": baseline, "seconds": time.perf_counter() - started}))
 """
 
 
 def _peak_memory(emb: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Peak resident memory of a child process that loads the data and runs langdml's evaluation only."""
+    """Peak resident memory of a child process that loads the data and runs langdml's evaluation only.
+
+    The peak is the child's own VmHWM (/proc/self/status), not getrusage's ru_maxrss: on Linux a child's
+    ru_maxrss also counts the high-water mark it inherits at fork, i.e. this (large) parent's RSS.
+    """
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with tempfile.TemporaryDirectory(prefix="langdml-bench-") as tmp:
         emb_path, labels_path = os.path.join(tmp, "emb.npy"), os.path.join(tmp, "labels.npy")
@@ -213,7 +216,7 @@ def _peak_memory(emb: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     child = json.loads(done.stdout.strip().splitlines()[-1])
     gib = 1024.0**2
     return {
-        "peak_gib": child["maxrss_kib"] / gib,
+        "peak_gib": child["hwm_kib"] / gib,
         "baseline_gib": child["baseline_kib"] / gib,
         "seconds": child["seconds"],
     }
@@ -246,6 +249,9 @@ def bench_eval(
         raise UserError(
             "bench eval needs faiss (pip install faiss-cpu): AccuracyCalculator's kNN and k-means use it."
         )
+    import sklearn.metrics  # noqa: F401  (imports are not what is timed)
+    from pytorch_metric_learning.utils import accuracy_calculator  # noqa: F401
+
     threads = torch.get_num_threads()
     faiss.omp_set_num_threads(threads)  # the same thread count for everybody
     repeats = max(1, int(repeats))
@@ -364,38 +370,54 @@ def format_report(result: dict[str, Any]) -> str:
         "iterations": result["metrics"]["langdml_torch_kmeans"]["nmi_iterations_run"],
         "nmi": result["metrics"]["langdml_torch_kmeans"]["nmi"],
     }
+
+    def row(label, value):
+        return f"  {label:<70s}{value}"
+
+    method = "faiss" if m.get("nmi_faiss") else "torch"
     lines = [
         f"N={cfg['n']} D={cfg['dim']} classes={cfg['classes']}, {cfg['threads']} threads, "
         f"{cfg['repeats']} interleaved repeats; median [min, max]",
-        f"  langdml retrieval_metrics (R@1,2,4,8, R-prec, MAP@R, mAP@1000 k={cfg['knn_k']}, NMI) {sec('langdml')}",
-        f"      kNN pass (one exact chunked pass)                        {sec('langdml_knn')}",
-        f"      NMI ({'faiss' if m.get('nmi_faiss') else 'torch'} k-means, k={m.get('nmi_k')}, "
-        f"<= {m.get('nmi_iterations')} iterations, {m.get('nmi_iterations_run')} run)  {sec('langdml_nmi')}",
-        f"      (NMI via langdml's torch k-means instead: {t['iterations']} iterations run, NMI {t['nmi']:.4f})"
-        f"      {sec('langdml_nmi_torch')}",
-        f"  pml AccuracyCalculator (P@1, R-prec, MAP@R, NMI; k=max_bin_count) {sec('pml')}",
-        f"  langdml / AccuracyCalculator                                  {rat('langdml_over_pml')}",
+        row("langdml retrieval_metrics (R@1/2/4/8, R-prec, MAP@R, mAP@1000, NMI)", sec("langdml")),
+        row(f"  kNN pass (one exact chunked pass, k={cfg['knn_k']})", sec("langdml_knn")),
+        row(
+            f"  NMI ({method} k-means, k={m.get('nmi_k')}, <= {m.get('nmi_iterations')} it., "
+            f"{m.get('nmi_iterations_run')} run)",
+            sec("langdml_nmi"),
+        ),
+        row(
+            f"  [NMI via the torch k-means path: {t['iterations']} it. run, NMI {t['nmi']:.4f}]",
+            sec("langdml_nmi_torch"),
+        ),
+        row("pml AccuracyCalculator (P@1, R-prec, MAP@R, NMI; k=max_bin_count)", sec("pml")),
+        row("langdml / AccuracyCalculator", rat("langdml_over_pml")),
         f"  similarity matmul floor, {cfg['chunk_rows']} query rows per chunk:",
-        f"      numpy BLAS, {cfg['threads']} threads                                {sec('floor_blas_threads')}",
-        f"      numpy BLAS, {cfg['threads']} single-threaded workers (langdml's)    {sec('floor_blas_workers')}",
-        f"      torch.mm, {cfg['threads']} threads                                  {sec('floor_torch_mm')}",
-        f"  kNN pass / best numpy floor                                   {rat('knn_over_floor')}",
-        f"  kNN pass / torch.mm floor                                     {rat('knn_over_torch_floor')}",
-        f"  k-means iteration (torch path: assign + update, N x {cfg['classes']} x D) {sec('kmeans_torch_iteration')}",
-        f"      matmul floor, numpy BLAS {cfg['threads']} threads                   {sec('kmeans_floor_blas_threads')}",
-        f"      matmul floor, {cfg['threads']} single-threaded workers              {sec('kmeans_floor_blas_workers')}",
-        f"      iteration / best floor                                    {rat('kmeans_iteration_over_floor')}",
+        row(f"  numpy BLAS, {cfg['threads']} threads", sec("floor_blas_threads")),
+        row(
+            f"  numpy BLAS, {cfg['threads']} single-threaded workers (langdml's layout)",
+            sec("floor_blas_workers"),
+        ),
+        row(f"  torch.mm, {cfg['threads']} threads", sec("floor_torch_mm")),
+        row("kNN pass / best numpy floor", rat("knn_over_floor")),
+        row("kNN pass / torch.mm floor", rat("knn_over_torch_floor")),
+        row(
+            f"k-means iteration, torch path (assign + update, N x {cfg['classes']} x D)",
+            sec("kmeans_torch_iteration"),
+        ),
+        row(f"  matmul floor, numpy BLAS {cfg['threads']} threads", sec("kmeans_floor_blas_threads")),
+        row(f"  matmul floor, {cfg['threads']} single-threaded workers", sec("kmeans_floor_blas_workers")),
+        row("  iteration / best floor", rat("kmeans_iteration_over_floor")),
     ]
     if "kmeans_faiss_iteration" in s:
         lines += [
-            f"  faiss k-means iteration (for comparison)                      {sec('kmeans_faiss_iteration')}",
-            f"      iteration / best floor                                    {rat('faiss_kmeans_iteration_over_floor')}",
+            row("faiss k-means iteration (for comparison)", sec("kmeans_faiss_iteration")),
+            row("  iteration / best floor", rat("faiss_kmeans_iteration_over_floor")),
         ]
     mem = result["memory"]
     if mem is not None:
         lines.append(
-            f"  peak memory, subprocess running only langdml's evaluation: {mem['peak_gib']:.2f} GiB "
-            f"(after loading the data: {mem['baseline_gib']:.2f} GiB; it took {mem['seconds']:.1f} s)"
+            f"  peak memory (VmHWM) of a subprocess running only langdml's evaluation: {mem['peak_gib']:.2f} GiB "
+            f"(after loading the data: {mem['baseline_gib']:.2f} GiB; the evaluation took {mem['seconds']:.1f} s)"
         )
     lines.append("  agreement with AccuracyCalculator (last repeat):")
     for key, a in result["agreement"].items():
