@@ -23,8 +23,15 @@ from typing import Any
 from langdml_core.config import TrialConfig, parse_overrides
 from langdml_core.errors import ConfigError
 
-SMOKE = {"run.epochs": 1, "run.max_steps_per_epoch": 2, "eval.batch_size": 256, "run.progress": False}
-"""What ``--smoke`` changes in every trial (datasets and models stay those of the sweep)."""
+SMOKE = {
+    "run.epochs": 1,
+    "run.max_steps_per_epoch": 2,
+    "optim.batch_size": 16,
+    "eval.batch_size": 256,
+    "run.progress": False,
+}
+"""What ``--smoke`` changes in every trial (datasets and models stay those of the sweep). A smoke run keeps
+only the trials needed for every value of every swept key to run once (see ``smoke_trials``)."""
 
 SHORT = {"multisimilarity": "msim", "normalized_softmax": "normsoftmax", "proxy_anchor": "proxyanchor"}
 """Abbreviations used in trial names only."""
@@ -90,8 +97,21 @@ def load_sweep(
             raise ConfigError(f"{path.name}, trial {name}: {exc}") from None
         trials.append(Trial(name, config.flat(), varied))
     if smoke:
-        trials = trials[: getattr(module, "SMOKE_TRIALS", 4)]
+        trials = smoke_trials(trials)
     return Sweep(getattr(module, "NAME", path.stem), path, module, trials, declared_trial_count(module))
+
+
+def smoke_trials(trials: list[Trial]) -> list[Trial]:
+    """A few trials that together run every value of every swept key (greedy set cover, sweep order kept):
+    table1's 81 trials become 3 (each dataset, loss and guidance mode once)."""
+    wanted = {(key, repr(value)) for trial in trials for key, value in trial.varied.items()}
+    chosen: list[int] = []
+    while wanted:
+        gains = [len(wanted & {(k, repr(v)) for k, v in t.varied.items()}) for t in trials]
+        best = gains.index(max(gains))  # the first trial that covers the most values still missing
+        chosen.append(best)
+        wanted -= {(k, repr(v)) for k, v in trials[best].varied.items()}
+    return [trials[i] for i in sorted(chosen)] or trials[:1]
 
 
 def trial_name(varied: dict[str, Any]) -> str:
@@ -119,7 +139,11 @@ def declared_trial_count(module: ModuleType) -> int | None:
 
 # ---- command line -----------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--smoke", action="store_true", help="tiny run: 1 epoch, 2 steps, first few trials")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny run: 1 epoch, 2 steps, batch 16, the few trials that cover every swept value",
+    )
     parser.add_argument("--list", action="store_true", help="print trial names and count; run nothing")
     parser.add_argument("--resolve", action="store_true", help="with --list: print every trial's full config")
     parser.add_argument(
@@ -139,10 +163,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue an interrupted sweep from its Tune state"
     )
     parser.add_argument(
-        "--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (fractional allowed)"
+        "--gpus-per-trial",
+        type=float,
+        default=float(env_default(None, "LANGDML_GPUS_PER_TRIAL", "0")),
+        help="GPUs per trial (fractional allowed; env LANGDML_GPUS_PER_TRIAL, set on cluster nodes)",
     )
     parser.add_argument(
-        "--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (also torch threads)"
+        "--cpus-per-trial",
+        type=float,
+        default=float(env_default(None, "LANGDML_CPUS_PER_TRIAL", "1")),
+        help="CPUs per trial (also torch threads; env LANGDML_CPUS_PER_TRIAL)",
     )
     parser.add_argument(
         "--max-concurrent", type=int, default=0, help="cap on concurrent trials (0 = as resources allow)"

@@ -11,14 +11,14 @@ import warnings
 
 import numpy as np
 import pytest
+import tiny_models
 import torch
+from tiny_models import TEXTS, WORDS
 
 from langdml_core.errors import ConfigError, WeightsError
 from langdml_core.language import encoders
 from langdml_core.language.encoders import ENCODERS, build_encoder, register_clip_arch
 
-TEXTS = ["a photo of a red circle", "a photo of a red square", "a photo of a blue car", "the dog"]
-WORDS = ["a", "photo", "of", "red", "circle", "square", "blue", "car", "the", "dog"]
 TINY_ARCH = "langdml-test-tiny-clip"
 TINY_CLIP = "clip-test-tiny"
 
@@ -45,85 +45,28 @@ def unit(v: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 # ---- tiny models on disk -------------------------------------------------------------------------------
-def _bpe_files(tmp, specials):
-    from tokenizers import ByteLevelBPETokenizer
-
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(TEXTS * 3, vocab_size=300, min_frequency=1, special_tokens=specials)
-    bpe.save_model(str(tmp))
-    return bpe.get_vocab_size()
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from transformers import (
-        BertConfig,
-        BertModel,
-        BertTokenizerFast,
-        GPT2Config,
-        GPT2Model,
-        GPT2TokenizerFast,
-        RobertaConfig,
-        RobertaModel,
-        RobertaTokenizerFast,
-    )
-
     root = tmp_path_factory.mktemp("encoders")
     torch.manual_seed(0)
-    small = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
-    out = {}
-
-    # bert-base: WordPiece vocab + BertModel with a pooler.
-    (root / "bert-vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]))
-    bert_tok = BertTokenizerFast(vocab=str(root / "bert-vocab.txt"))  # transformers 5: vocab, not vocab_file
-    assert bert_tok.unk_token_id not in bert_tok(TEXTS[0])["input_ids"]
-    bert = BertModel(BertConfig(vocab_size=len(bert_tok), max_position_embeddings=64, **small))
-    out["bert"] = root / "bert"
-    bert_tok.save_pretrained(out["bert"])
-    bert.save_pretrained(out["bert"])
-
-    # roberta-large: byte-level BPE; saved WITHOUT a pooler, like the released checkpoint.
-    (root / "roberta-bpe").mkdir()
-    n = _bpe_files(root / "roberta-bpe", ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    rob_tok = RobertaTokenizerFast.from_pretrained(root / "roberta-bpe")  # reads vocab.json + merges.txt
-    assert len(rob_tok(TEXTS[0])["input_ids"]) > 2
-    rob_cfg = RobertaConfig(
-        vocab_size=n, max_position_embeddings=66, pad_token_id=1, bos_token_id=0, eos_token_id=2, **small
-    )
-    out["roberta"] = root / "roberta"
-    rob_tok.save_pretrained(out["roberta"])
-    RobertaModel(rob_cfg, add_pooling_layer=False).save_pretrained(out["roberta"])
-
-    # gpt2: byte-level BPE with only <|endoftext|> (no pad token), GPT2Model.
-    (root / "gpt2-bpe").mkdir()
-    n = _bpe_files(root / "gpt2-bpe", ["<|endoftext|>"])
-    gpt_tok = GPT2TokenizerFast.from_pretrained(root / "gpt2-bpe")
-    assert gpt_tok.pad_token is None and gpt_tok.eos_token_id == 0 and len(gpt_tok(TEXTS[0])["input_ids"]) > 2
-    gpt_cfg = GPT2Config(
-        vocab_size=n, n_positions=64, n_embd=16, n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0
-    )
-    gpt = GPT2Model(gpt_cfg)
-    out["gpt2"] = root / "gpt2"
-    gpt_tok.save_pretrained(out["gpt2"])
-    gpt.save_pretrained(out["gpt2"])
+    out = {
+        "bert": tiny_models.save_bert(root / "bert"),
+        "roberta": tiny_models.save_roberta(root / "roberta"),
+        "gpt2": tiny_models.save_gpt2(root / "gpt2"),
+    }
 
     # open_clip: a tiny custom architecture (real SimpleTokenizer vocab), as .safetensors and TorchScript .pt.
     import open_clip
     from safetensors.torch import save_file
 
-    cfg = {
-        "embed_dim": 8,
-        "quick_gelu": True,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 16, "head_width": 8, "patch_size": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
-    }
-    (root / f"{TINY_ARCH}.json").write_text(json.dumps(cfg))
+    (root / f"{TINY_ARCH}.json").write_text(json.dumps(tiny_models.TINY_CLIP_CFG))
     open_clip.add_model_config(root / f"{TINY_ARCH}.json")
     register_clip_arch(TINY_CLIP, TINY_ARCH)
     clip = open_clip.create_model(TINY_ARCH, pretrained=None)
     out["clip_state"] = {k: v.clone() for k, v in clip.state_dict().items()}
     out["clip"] = root / "tiny_clip.safetensors"
     save_file(clip.state_dict(), str(out["clip"]))
+    out["clip_dir"] = tiny_models.save_clip_dir(root / "clip_hub_layout", clip)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # OpenAI's archives keep the causal mask as a plain tensor attribute, not a buffer.
@@ -172,6 +115,20 @@ def test_clip_loads_local_checkpoint(models, no_network):
     with torch.no_grad():
         direct = enc.model.encode_text(tokens)[0]
     np.testing.assert_allclose(x[1], unit(direct), atol=1e-6)
+
+
+def test_clip_hub_layout_folder_uses_its_own_config(models, no_network):
+    """open_clip's Hub layout (config + weights in one folder) builds the architecture its config names,
+    whichever CLIP name asked for it, and the file inside the folder gives the same vectors."""
+    want = build_encoder(TINY_CLIP, path=str(models["clip"])).encode(TEXTS)
+    for path in (models["clip_dir"], models["clip_dir"] / "open_clip_model.safetensors"):
+        enc = build_encoder("clip-ViT-B-32", path=str(path))
+        assert enc.dim == 8
+        np.testing.assert_allclose(enc.encode(TEXTS), want, atol=1e-6)
+    (models["clip_dir"].parent / "config-only").mkdir()
+    (models["clip_dir"].parent / "config-only" / "open_clip_config.json").write_text("{}")
+    with pytest.raises(WeightsError, match="no open_clip_model.safetensors"):
+        build_encoder("clip-ViT-B-32", path=str(models["clip_dir"].parent / "config-only"))
 
 
 def test_clip_torchscript_checkpoint_matches(models):

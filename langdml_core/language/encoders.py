@@ -17,6 +17,7 @@ A missing file raises :class:`WeightsError`; random initialisation is never a fa
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import re
@@ -209,6 +210,19 @@ def _is_torchscript(file: Path) -> bool:
         return any(n.endswith("constants.pkl") for n in z.namelist())
 
 
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+
+
+def _checkpoint_in_dir(name: str, folder: Path) -> Path:
+    for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+        if (folder / filename).is_file():
+            return folder / filename
+    raise WeightsError(
+        f"language encoder {name!r}: {folder} has {OPEN_CLIP_CONFIG} but no open_clip_model.safetensors "
+        "or open_clip_pytorch_model.bin beside it."
+    )
+
+
 def _clip_cached_checkpoint(name: str, spec: ClipSpec) -> Path:
     """The cached checkpoint of ``spec.tag`` (hub cache, then open_clip's URL cache), without any download."""
     from open_clip.pretrained import get_pretrained_cfg
@@ -266,29 +280,41 @@ def _build_clip(name: str, path: str = "", pooling: str = "auto", device: str = 
 
     if path:
         checkpoint = Path(path).expanduser()
+        if checkpoint.is_dir() and (checkpoint / OPEN_CLIP_CONFIG).is_file():
+            checkpoint = _checkpoint_in_dir(name, checkpoint)
         if not checkpoint.is_file():
             raise WeightsError(
                 f"language encoder {name!r}: checkpoint file {checkpoint} not found; set language.encoder_path "
-                f"to a local open_clip {spec.arch} checkpoint file or leave it empty to use a populated cache."
+                f"to a local open_clip {spec.arch} checkpoint file (or a folder holding it and its "
+                f"{OPEN_CLIP_CONFIG}) or leave it empty to use a populated cache."
             )
     else:
         checkpoint = _clip_cached_checkpoint(name, spec)
+    # A checkpoint beside an open_clip_config.json (open_clip's Hub layout) is built from that config;
+    # a bare checkpoint file uses the architecture the encoder's name stands for.
+    arch = spec.arch
+    if (checkpoint.parent / OPEN_CLIP_CONFIG).is_file():
+        arch = f"local-dir:{checkpoint.parent}"
     torchscript = _is_torchscript(checkpoint)
     with warnings.catch_warnings():
         if torchscript:  # torch.load dispatches to the (deprecated) torch.jit.load and says so
             warnings.filterwarnings("ignore", message=".*TorchScript archive.*")
             warnings.filterwarnings("ignore", message=".*torch.jit.load.*is deprecated.*")
         model = open_clip.create_model(
-            spec.arch,
-            pretrained=str(checkpoint),
+            arch,
+            pretrained=None if arch.startswith("local-dir:") else str(checkpoint),
             device=device,
             weights_only=not torchscript,
             require_pretrained=True,
         )
     model.visual = None  # text tower only: free the image tower
     model.eval()
-    tokenizer = open_clip.get_tokenizer(spec.arch)
-    dim = int(open_clip.get_model_config(spec.arch)["embed_dim"])
+    tokenizer = open_clip.get_tokenizer(arch)
+    if arch.startswith("local-dir:"):
+        model_cfg = json.loads((checkpoint.parent / OPEN_CLIP_CONFIG).read_text())["model_cfg"]
+    else:
+        model_cfg = open_clip.get_model_config(arch)
+    dim = int(model_cfg["embed_dim"])
     encoder = ClipEncoder(
         name, dim, files_digest(checkpoint, f"{name}:{spec.arch}"), "eot-projection", device
     )

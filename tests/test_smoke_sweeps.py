@@ -1,0 +1,81 @@
+"""Every sweep file runs with --smoke. The paper sweeps run against fixture trees in the official
+CUB200/CARS196/SOP layouts and tiny models under the real Hub ids (tests/paper_world.py), so their own
+dataset loaders, backbones, PLG classifier and text encoders run end to end."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import paper_world
+import pytest
+from test_sweeps import ray_temp, stop_ray
+
+from langdml_core.config import DataConfig
+from langdml_core.data import build_dataset
+from langdml_core.sweep import load_sweep, smoke_trials
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEPS = sorted((ROOT / "sweeps").glob("*.py"))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return paper_world.build(tmp_path_factory.mktemp("paper_world"))
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
+def test_smoke_trials_run_every_swept_value_once_at_least(path):
+    full, smoke = load_sweep(path), load_sweep(path, smoke=True)
+    assert 0 < len(smoke.trials) <= 6
+    for key in full.trials[0].varied:
+        assert {repr(t.varied[key]) for t in smoke.trials} == {repr(t.varied[key]) for t in full.trials}
+    assert all(t.config["run.epochs"] == 1 and t.config["optim.batch_size"] == 16 for t in smoke.trials)
+    assert smoke_trials(full.trials) == [t for t in full.trials if t.name in {s.name for s in smoke.trials}]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
+def test_sweep_file_smoke_run(path, world, tmp_path, monkeypatch):
+    env = {**os.environ, **world, "LANGDML_RAY_TEMP_DIR": ray_temp(tmp_path), "RAY_DEDUP_LOGS": "0"}
+    env.pop("RAY_ADDRESS", None)
+    results = tmp_path / "results"
+    command = [sys.executable, str(path), "--smoke", "--set", "data.check_counts=false"]
+    try:
+        done = subprocess.run(
+            [*command, "--results", str(results), "--max-concurrent", "2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    finally:
+        stop_ray(tmp_path)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+    sweep = load_sweep(path, smoke=True)
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(sweep.name)
+    runs = client.search_runs([experiment.experiment_id])
+    children = {r.data.tags["langdml.trial"]: r for r in runs if r.data.tags.get("mlflow.parentRunId")}
+    assert sorted(children) == sorted(t.name for t in sweep.trials)
+    for trial in sweep.trials:
+        run = children[trial.name]
+        assert run.info.status == "FINISHED"
+        assert run.data.params["data.name"] == trial.config["data.name"]
+        assert "test/recall_at_1" in run.data.metrics
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"config.json", "metrics.json"} <= artifacts
+        if trial.config["language.guidance"] == "plg":
+            assert "plg_pseudo_labels.csv" in artifacts
+    for trial_dir in (results / "ray" / sweep.name).iterdir():  # PLG ran on the fixture's own classes
+        if (trial_dir / "plg_pseudo_labels.csv").is_file():
+            config = json.loads((trial_dir / "config.json").read_text())["data"]
+            monkeypatch.setenv("LANGDML_DATA_ROOT", world["LANGDML_DATA_ROOT"])
+            dataset = build_dataset(DataConfig(**config))
+            rows = (trial_dir / "plg_pseudo_labels.csv").read_text().splitlines()[1:]
+            assert {row.split(",")[1] for row in rows} == set(dataset.train.class_texts)
+    assert (results / sweep.name / "table.md").is_file()
