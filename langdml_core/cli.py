@@ -138,14 +138,22 @@ def _report(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.sweep_file)
     results = Path(args.results).absolute()
+    storage = env_default(args.storage, "LANGDML_STORAGE", str(results / "ray"))
     if args.source == "mlflow":
         uri = env_default(args.tracking_uri, "MLFLOW_TRACKING_URI", default_tracking_uri(results))
         records = records_from_mlflow(uri, sweep.name)
     else:
         from langdml_core.ray_tune import records_from_tune
 
-        storage = env_default(args.storage, "LANGDML_STORAGE", str(results / "ray"))
-        records = records_from_tune(os.path.join(storage, sweep.name))
+        if sweep.search is None:
+            records = records_from_tune(os.path.join(storage, sweep.name))
+        else:  # a search keeps its two phases as two Tune experiments
+            records = records_from_tune(os.path.join(storage, f"{sweep.name}-search"))
+            records += records_from_tune(os.path.join(storage, f"{sweep.name}-final"))
+    if sweep.search is not None:
+        from langdml_core.search import report_search
+
+        records = report_search(sweep, records, results / sweep.name)
     print(write_report(sweep, records, results / sweep.name))
     return 0
 

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ def trainable(params: dict[str, Any]) -> None:
     from langdml_core.config import TrialConfig
     from langdml_core.train import train_trial
 
-    trial, tracking = params["trial"], params["tracking"]
+    trial, tracking = resolve_trial(params), params["tracking"]
     context = tune.get_context()
     cpus = context.get_trial_resources().required_resources.get("CPU", 1)
     flat = {
@@ -88,10 +89,19 @@ def trainable(params: dict[str, Any]) -> None:
     run.end("FINISHED")
 
 
-def run_sweep(sweep: Sweep, args: argparse.Namespace) -> int:
-    """Run (or with --resume continue) a sweep on local embedded Ray or a cluster; write its report."""
+@dataclass
+class Place:
+    """Where a sweep's state goes: Tune storage, results directory, MLflow tracking (with the parent run)."""
+
+    storage: str
+    results: Path
+    tracking: dict[str, str]
+
+
+def prepare(sweep: Sweep, args: argparse.Namespace) -> Place:
+    """Resolve storage/tracking (flags, then environment, then results/), check the tracking server,
+    start or join Ray, and find or create the sweep's MLflow parent run."""
     import ray
-    from ray import tune
 
     results_dir = Path(args.results).expanduser().absolute()
     storage = Path(env_default(args.storage, "LANGDML_STORAGE", str(results_dir / "ray"))).expanduser()
@@ -113,51 +123,88 @@ def run_sweep(sweep: Sweep, args: argparse.Namespace) -> int:
     experiment_id, parent_run_id = ensure_parent_run(
         tracking_uri, sweep.name, {"langdml.sweep_file": str(sweep.path)}
     )
+    tracking = {
+        "uri": tracking_uri,
+        "experiment_id": experiment_id,
+        "parent_run_id": parent_run_id,
+        "sweep": sweep.name,
+    }
+    return Place(storage_path, results_dir, tracking)
+
+
+def run_config(name: str, storage_path: str):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=name,
+        storage_path=storage_path,
+        failure_config=tune.FailureConfig(max_failures=2),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        verbose=1,
+    )
+
+
+def refuse_overwrite(sweep_name: str, experiment_path: str, resume: bool) -> None:
+    if not resume and _has_state(experiment_path):
+        raise ConfigError(
+            f"Sweep {sweep_name!r} already has state at {experiment_path}; rerun with --resume to continue it, "
+            "or pass --storage DIR to start a separate run."
+        )
+
+
+def resolve_trial(params: dict[str, Any]) -> dict[str, Any]:
+    """The trial (name, config, varied) behind a Tune config: a grid point, or a search proposal whose
+    sampled values complete the cell's config (``langdml_core.search``)."""
+    trial = params["trial"]
+    if params.get("search"):
+        from langdml_core.search import searched_name
+
+        values = dict(params["search"])
+        trial = {"name": searched_name(values), "config": {**trial["config"], **values}, "varied": values}
+    return trial
+
+
+def run_sweep(sweep: Sweep, args: argparse.Namespace, tune_name: str | None = None) -> int:
+    """Run (or with --resume continue) a sweep on local embedded Ray or a cluster; write its report."""
+    from ray import tune
+
+    if sweep.search is not None:
+        from langdml_core.search import run_search
+
+        return run_search(sweep, args)
+    place = prepare(sweep, args)
     resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
     param_space = {
         "trial": tune.grid_search(
             [{"name": t.name, "config": t.config, "varied": t.varied} for t in sweep.trials]
         ),
-        "tracking": {
-            "uri": tracking_uri,
-            "experiment_id": experiment_id,
-            "parent_run_id": parent_run_id,
-            "sweep": sweep.name,
-        },
+        "tracking": place.tracking,
     }
     fn = tune.with_resources(trainable, resources)
-    experiment_path = os.path.join(storage_path, sweep.name)
+    tune_name = tune_name or sweep.name
+    experiment_path = os.path.join(place.storage, tune_name)
     if args.resume and tune.Tuner.can_restore(experiment_path):
         tuner = tune.Tuner.restore(
             experiment_path, fn, resume_unfinished=True, resume_errored=True, param_space=param_space
         )
     else:
-        if not args.resume and _has_state(experiment_path):
-            raise ConfigError(
-                f"Sweep {sweep.name!r} already has state at {experiment_path}; rerun with --resume to continue it, "
-                "or pass --storage DIR to start a separate run."
-            )
+        refuse_overwrite(sweep.name, experiment_path, args.resume)
         tuner = tune.Tuner(
             fn,
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                max_concurrent_trials=args.max_concurrent or None, trial_dirname_creator=_dirname
+                max_concurrent_trials=args.max_concurrent or None, trial_dirname_creator=dirname
             ),
-            run_config=tune.RunConfig(
-                name=sweep.name,
-                storage_path=storage_path,
-                failure_config=tune.FailureConfig(max_failures=2),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                verbose=1,
-            ),
+            run_config=run_config(tune_name, place.storage),
         )
     results = tuner.fit()
     failed = [r for r in results if r.error is not None]
-    end_run(tracking_uri, parent_run_id, "FAILED" if failed else "FINISHED")
+    tracking_uri = place.tracking["uri"]
+    end_run(tracking_uri, place.tracking["parent_run_id"], "FAILED" if failed else "FINISHED")
 
     from langdml_core.report import write_report
 
-    table = write_report(sweep, results_frame(results), results_dir / sweep.name)
+    table = write_report(sweep, results_frame(results), place.results / sweep.name)
     print(table)
     print(f"\nMLflow: langdml ui --tracking-uri {tracking_uri}")
     return 1 if failed else 0
@@ -167,7 +214,7 @@ def results_frame(results) -> list[dict[str, Any]]:
     """One record per trial from Tune's ResultGrid: name, varied values, status, per-epoch history, run id."""
     rows = []
     for result in results:
-        trial = result.config["trial"]
+        trial = resolve_trial(result.config)
         history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
         rows.append(
             {
@@ -200,7 +247,7 @@ def _has_state(path: str) -> bool:
     return "://" not in path and Path(path).is_dir() and any(Path(path).glob("experiment_state*.json"))
 
 
-def _dirname(trial) -> str:
+def dirname(trial) -> str:
     name = trial.config["trial"]["name"]
     return re.sub(r"[^\w.=-]+", "_", name)[:100] + f"_{trial.trial_id}"
 

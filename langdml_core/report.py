@@ -87,7 +87,21 @@ def write_report(sweep, records: list[dict[str, Any]], out_dir: Path) -> str:
         "epoch with the best validation recall_at_1 (only with data.val_classes).\n\n" + table + "\n"
     )
     (out_dir / "table.md").write_text(text)
+    write_plots(sweep, records, frame, out_dir)
     return text
+
+
+def write_plots(sweep, records: list[dict[str, Any]], frame: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """curves.png (every trial's test curve and loss) and one PNG per entry of the sweep file's PLOTS."""
+    from langdml_core import plots
+
+    written = [plots.training_curves(records, out_dir / "curves.png")]
+    for spec in getattr(sweep.module, "PLOTS", []):
+        name = spec["x"].rsplit(".", 1)[-1]
+        written.append(
+            plots.hyperparameter_curve(frame, spec["x"], spec.get("lines", []), out_dir / f"{name}.png")
+        )
+    return [p for p in written if p is not None]
 
 
 def paper_results() -> pd.DataFrame:

@@ -51,6 +51,10 @@ class Sweep:
     module: ModuleType
     trials: list[Trial]
     declared_trials: int | None
+    search: Any = None
+    """A ``langdml_core.search.SearchSpec`` when the file defines ``get_search()``; then ``trials`` lists
+    placeholders for the proposals and the retrain, and ``base_config`` is the tuned cell's config."""
+    base_config: dict[str, Any] = field(default_factory=dict)
 
 
 def load_sweep(
@@ -84,8 +88,8 @@ def load_sweep(
     keys = list(grid)
     for combo in itertools.product(*(grid[k] for k in keys)):
         varied = dict(zip(keys, combo, strict=True))
-        flat = {**base, **varied}
-        if hasattr(module, "derive"):
+        flat = {**base, **varied, **extra}
+        if hasattr(module, "derive"):  # derive sees the overrides; an override still wins over a derived value
             flat.update(module.derive(dict(flat)))
         flat.update(extra)
         if smoke:
@@ -96,9 +100,29 @@ def load_sweep(
         except ConfigError as exc:
             raise ConfigError(f"{path.name}, trial {name}: {exc}") from None
         trials.append(Trial(name, config.flat(), varied))
+    name, declared = getattr(module, "NAME", path.stem), declared_trial_count(module)
+    if hasattr(module, "get_search"):
+        return _search_sweep(name, path, module, trials, declared, smoke)
     if smoke:
         trials = smoke_trials(trials)
-    return Sweep(getattr(module, "NAME", path.stem), path, module, trials, declared_trial_count(module))
+    return Sweep(name, path, module, trials, declared)
+
+
+def _search_sweep(name, path, module, cells: list[Trial], declared, smoke: bool) -> Sweep:
+    from langdml_core.search import SMOKE_SEARCH, SearchSpec, search_trials
+
+    if len(cells) != 1:
+        raise ConfigError(
+            f"{path.name} is a search (it defines get_search()) but its grid has {len(cells)} setups; "
+            "a search tunes one setup: fix the others with --set KEY=VALUE (e.g. --set data.name=cars196)."
+        )
+    raw = dict(module.get_search())
+    if smoke:  # the retrain keeps the smoke settings too
+        raw.update(SMOKE_SEARCH)
+        raw["final"] = {k: v for k, v in raw.get("final", {}).items() if k not in SMOKE}
+    spec = SearchSpec.from_dict(raw, path.name)
+    base = cells[0].config
+    return Sweep(name, path, module, search_trials(spec, base), declared, search=spec, base_config=base)
 
 
 def smoke_trials(trials: list[Trial]) -> list[Trial]:

@@ -21,6 +21,10 @@ def get_config():
     }
 
 
+PLOTS = [{"x": "language.omega", "lines": ["language.guidance", "language.temperature"]}]
+"""results/omega/omega.png: recall@1 against omega, one line per guidance mode and temperature."""
+
+
 def get_sweep():
     return {
         "language.guidance": ["elg", "plg"],

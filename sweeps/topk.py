@@ -23,6 +23,10 @@ def get_config():
     }
 
 
+PLOTS = [{"x": "language.topk", "lines": ["data.name"]}]
+"""results/topk/topk.png: recall@1 against the number of pseudo-labels k, one line per dataset."""
+
+
 def get_sweep():
     return {
         "data.name": ["cub200", "cars196"],

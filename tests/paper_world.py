@@ -15,8 +15,8 @@ import numpy as np
 import tiny_models
 from PIL import Image
 
-CLASSES = 8
-"""Classes per split: a smoke batch of 16 holds 8 classes x 2 samples."""
+CLASSES = 10
+"""Classes per split: a smoke batch of 16 holds 8 classes x 2 samples; a search holds 2 out for validation."""
 PER_CLASS = 3
 TIMM_MODELS = ["resnet50.tv_in1k", "vit_small_patch16_224.augreg_in21k_ft_in1k"]
 HF_TEXT_MODELS = {"bert-base-uncased": tiny_models.save_bert, "roberta-large": tiny_models.save_roberta}

@@ -29,6 +29,10 @@ def world(tmp_path_factory):
 def test_smoke_trials_run_every_swept_value_once_at_least(path):
     full, smoke = load_sweep(path), load_sweep(path, smoke=True)
     assert 0 < len(smoke.trials) <= 6
+    if full.search is not None:  # a search: 2 proposals and 1 retrain seed, smoke settings in both phases
+        assert [t.name for t in smoke.trials] == ["search/sample=1", "search/sample=2", "final/seed=0"]
+        assert all(t.config["run.epochs"] == 1 for t in smoke.trials)
+        return
     for key in full.trials[0].varied:
         assert {repr(t.varied[key]) for t in smoke.trials} == {repr(t.varied[key]) for t in full.trials}
     assert all(t.config["run.epochs"] == 1 and t.config["optim.batch_size"] == 16 for t in smoke.trials)
@@ -42,6 +46,9 @@ def test_sweep_file_smoke_run(path, world, tmp_path, monkeypatch):
     env.pop("RAY_ADDRESS", None)
     results = tmp_path / "results"
     command = [sys.executable, str(path), "--smoke", "--set", "data.check_counts=false"]
+    sweep = load_sweep(path, smoke=True)
+    if sweep.search is not None:  # the fixture's 10 training classes: 2 for validation, 8 for a batch
+        command += ["--set", "data.val_classes=2"]
     try:
         done = subprocess.run(
             [*command, "--results", str(results), "--max-concurrent", "2"],
@@ -54,15 +61,23 @@ def test_sweep_file_smoke_run(path, world, tmp_path, monkeypatch):
         stop_ray(tmp_path)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
 
-    sweep = load_sweep(path, smoke=True)
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(sweep.name)
     runs = client.search_runs([experiment.experiment_id])
     children = {r.data.tags["langdml.trial"]: r for r in runs if r.data.tags.get("mlflow.parentRunId")}
-    assert sorted(children) == sorted(t.name for t in sweep.trials)
-    for trial in sweep.trials:
+    if sweep.search is not None:  # proposals are named by their sampled values
+        searched = [name for name in children if name.startswith("search/omega=")]
+        assert len(searched) == sweep.search.samples and "final/seed=0" in children
+        assert (results / sweep.name / "best.json").is_file() and (
+            results / sweep.name / "search.png"
+        ).is_file()
+        trials = [t for t in sweep.trials if t.name.startswith("final/")]
+    else:
+        assert sorted(children) == sorted(t.name for t in sweep.trials)
+        trials = sweep.trials
+    for trial in trials:
         run = children[trial.name]
         assert run.info.status == "FINISHED"
         assert run.data.params["data.name"] == trial.config["data.name"]
@@ -71,11 +86,11 @@ def test_sweep_file_smoke_run(path, world, tmp_path, monkeypatch):
         assert {"config.json", "metrics.json"} <= artifacts
         if trial.config["language.guidance"] == "plg":
             assert "plg_pseudo_labels.csv" in artifacts
-    for trial_dir in (results / "ray" / sweep.name).iterdir():  # PLG ran on the fixture's own classes
+    for trial_dir in (results / "ray").glob(f"{sweep.name}*/*"):  # PLG ran on the fixture's own classes
         if (trial_dir / "plg_pseudo_labels.csv").is_file():
             config = json.loads((trial_dir / "config.json").read_text())["data"]
             monkeypatch.setenv("LANGDML_DATA_ROOT", world["LANGDML_DATA_ROOT"])
             dataset = build_dataset(DataConfig(**config))
             rows = (trial_dir / "plg_pseudo_labels.csv").read_text().splitlines()[1:]
             assert {row.split(",")[1] for row in rows} == set(dataset.train.class_texts)
-    assert (results / sweep.name / "table.md").is_file()
+    assert (results / sweep.name / "table.md").is_file() and (results / sweep.name / "curves.png").is_file()

@@ -325,3 +325,10 @@ def test_table1_omega_is_documented_per_cell():
     assert ("cub200", "multisimilarity", "plg") in module.RELEASED and module.OMEGA[
         ("cub200", "multisimilarity")
     ] == 7.5
+
+
+def test_overrides_reach_derive_and_win_over_derived_values():
+    sop = load_sweep(ROOT / "sweeps" / "table1.py", overrides=["data.name=sop"])
+    assert len(sop.trials) == 27 and {t.config["optim.batch_size"] for t in sop.trials} == {112}
+    fixed = load_sweep(ROOT / "sweeps" / "table1.py", overrides=["data.name=cub200", "language.omega=3"])
+    assert {t.config["language.omega"] for t in fixed.trials} == {3.0}

@@ -1,0 +1,95 @@
+"""PNG plots written beside a sweep's table: training curves, metric-vs-hyper-parameter curves, search scatter.
+
+A sweep file asks for curves with ``PLOTS = [{"x": "language.omega", "lines": ["language.guidance"]}]``:
+one line per combination of the ``lines`` keys, mean +- std over seeds of the metric (best test epoch and
+last epoch side by side). Matplotlib runs headless (Agg).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+METRIC = "test/recall_at_1"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def training_curves(records: list[dict[str, Any]], out: Path, metric: str = METRIC) -> Path | None:
+    """Per trial: the test metric and the DML loss over epochs (one line per trial)."""
+    rows = [r for r in records if any(metric in h for h in r["history"])]
+    if not rows:
+        return None
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for record in rows:
+        epochs = [h["epoch"] for h in record["history"] if metric in h]
+        left.plot(
+            epochs, [h[metric] for h in record["history"] if metric in h], marker=".", label=record["name"]
+        )
+        losses = [(h["epoch"], h["train/dml_loss"]) for h in record["history"] if "train/dml_loss" in h]
+        if losses:
+            right.plot(*zip(*losses, strict=True), marker=".")
+    left.set(xlabel="epoch", ylabel=metric, title="test metric per epoch")
+    right.set(xlabel="epoch", ylabel="train/dml_loss", title="DML loss per epoch")
+    if len(rows) <= 12:
+        left.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def hyperparameter_curve(
+    frame: pd.DataFrame, x: str, lines: list[str], out: Path, metric: str = METRIC
+) -> Path | None:
+    """Mean +- std over seeds of the metric against ``x``, one line per value combination of ``lines``."""
+    x_col, line_cols = f"cfg.{x}", [f"cfg.{k}" for k in lines if f"cfg.{k}" in frame]
+    ok = frame[frame["status"] == "TERMINATED"] if "status" in frame else frame
+    if x_col not in ok or ok.empty:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, protocol in zip(axes, ("best_test_epoch", "last"), strict=True):
+        column = f"{protocol}/{metric}"
+        if column not in ok:
+            continue
+        groups = ok.groupby(line_cols, sort=True) if line_cols else [((), ok)]
+        for key, group in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            stats = group.groupby(x_col)[column].agg(["mean", "std"]).sort_index()
+            label = ", ".join(f"{c.rsplit('.', 1)[-1]}={v}" for c, v in zip(line_cols, key, strict=True))
+            ax.errorbar(
+                stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=label
+            )
+        ax.set(xlabel=x, ylabel=metric, title=f"{protocol} (mean +- std over seeds)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def search_plot(frame: pd.DataFrame, keys: list[str], metric: str, out: Path) -> Path | None:
+    """Each searched value against the search metric; colour = epochs the proposal trained before ASHA
+    stopped it (the darkest points trained the whole schedule)."""
+    if frame.empty or metric not in frame:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        points = ax.scatter(frame[key], frame[metric], c=frame["epochs"], cmap="viridis_r")
+        ax.set(xlabel=key, ylabel=metric, xscale="log", title=f"{metric} at the last epoch trained")
+    fig.colorbar(points, ax=axes[0].tolist(), label="epochs trained")
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
