@@ -112,7 +112,8 @@ def best_setting(records: list[dict[str, Any]], spec: SearchSpec, epochs: int) -
             f"No search trial reached epoch {epochs} with a finite {spec.metric}; see the trials' errors."
         )
     sign = 1 if spec.mode == "max" else -1
-    best = max(complete, key=lambda r: sign * float(r["history"][-1][spec.metric]))
+    # ties go to the first name in sort order, so Tune's and MLflow's records choose the same proposal
+    best = min(complete, key=lambda r: (-sign * float(r["history"][-1][spec.metric]), r["name"]))
     return {
         "values": {k: best["config"][k] for k in spec.space},
         "trial": best["name"],
@@ -184,7 +185,10 @@ def run_search(sweep, args: argparse.Namespace) -> int:
     print(f"Best {spec.metric} {best[spec.metric]:.4f}: {best['values']} ({best['trial']})")
 
     final = TrialConfig.from_dict({**base, **spec.final, **best["values"]}).flat()
-    trials = [Trial(f"final/seed={s}", {**final, "run.seed": s}, {"run.seed": s}) for s in spec.final_seeds]
+    trials = [
+        Trial(f"final/seed={s}", {**final, "run.seed": s}, {**best["values"], "run.seed": s})
+        for s in spec.final_seeds
+    ]
     retrain = Sweep(sweep.name, sweep.path, sweep.module, trials, len(trials))
     return ray_tune.run_sweep(retrain, args, tune_name=f"{sweep.name}-final")
 
@@ -192,7 +196,9 @@ def run_search(sweep, args: argparse.Namespace) -> int:
 def report_search(sweep, records: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
     """Rewrite the search report from all records of a search sweep; return the retrain's records."""
     proposals = [r for r in records if r["name"].startswith("search/")]
-    best = best_setting(proposals, sweep.search, int(sweep.base_config["run.epochs"]))
+    # the schedule the proposals actually ran (a --smoke or --set run may differ from the file's)
+    epochs = max((int(r["config"].get("run.epochs", 0)) for r in proposals), default=0)
+    best = best_setting(proposals, sweep.search, epochs or int(sweep.base_config["run.epochs"]))
     write_search_report(sweep, sweep.search, proposals, best, out)
     return [r for r in records if r["name"].startswith("final/")]
 

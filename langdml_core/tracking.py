@@ -181,6 +181,7 @@ def records_from_mlflow(tracking_uri: str, sweep: str) -> list[dict[str, Any]]:
             {
                 "name": tags[TRIAL_TAG],
                 "varied": varied,
+                "config": {k: parse_value(v) for k, v in run.data.params.items()},
                 "run_id": run.info.run_id,
                 "status": "TERMINATED" if run.info.status == "FINISHED" else "ERROR",
                 "history": [by_step[s] for s in sorted(by_step)],

@@ -72,3 +72,13 @@ def test_a_search_tunes_one_cell(tmp_path):
     (tmp_path / "two_cells.py").write_text(source)
     with pytest.raises(ConfigError, match="grid has 2 setups; a search tunes one setup"):
         load_sweep(tmp_path / "two_cells.py")
+
+
+def test_ties_go_to_the_first_name_whatever_the_record_order():
+    spec = SearchSpec(space=SPACE)
+    records = [record("search/omega=2", 2.0, [0.5]), record("search/omega=1", 1.0, [0.5])]
+    assert (
+        best_setting(records, spec, 1)["trial"]
+        == best_setting(records[::-1], spec, 1)["trial"]
+        == "search/omega=1"
+    )
