@@ -446,7 +446,9 @@ def format_report(result: dict[str, Any]) -> str:
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``bench`` (with its ``eval`` sub-command) on the CLI's sub-parsers; ``args.func(args)`` runs it."""
-    bench = subparsers.add_parser("bench", help="benchmarks (langdml bench eval --help)")
+    bench = subparsers.add_parser(
+        "bench", help="benchmarks: eval, guidance, data, train (langdml bench data --help)"
+    )
     which = bench.add_subparsers(dest="bench_command", required=True)
     ev = which.add_parser(
         "eval",
@@ -464,9 +466,13 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     ev.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocess")
     ev.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     ev.set_defaults(func=_run_eval)
+    from langdml_core.bench_data import add_data_parser
     from langdml_core.bench_guidance import add_guidance_parser
+    from langdml_core.bench_train import add_train_parser
 
     add_guidance_parser(which)
+    add_data_parser(which)
+    add_train_parser(which)
     return bench
 
 

@@ -42,6 +42,10 @@ class DataConfig:
     """Assert the official image/class counts; turn off only for small test fixtures."""
     layout: str = "auto"
     """Directory layout: auto, official or folders (one folder per class) for cub200 / cars196."""
+    cache_images: bool = False
+    """Read images from a node-wide cache of decoded, resized copies (built once; see langdml bench data)."""
+    jpeg_draft: bool = False
+    """Build that cache with JPEG draft-mode downscaling: faster for large sources, not bit-identical."""
 
 
 @dataclass
@@ -148,6 +152,12 @@ class RunConfig:
     """Show a progress bar for local runs (only when stderr is a terminal)."""
     max_steps_per_epoch: int = 0
     """Cap on training steps per epoch for smoke tests (0 = a full epoch)."""
+    precision: str = "auto"
+    """Autocast of the model forward: auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32; losses stay fp32."""
+    memory_format: str = "auto"
+    """Model and batch layout: auto (channels_last on CUDA, else contiguous), channels_last, contiguous."""
+    compile: bool = False
+    """torch.compile the training forward (the first steps compile; pays off only for long GPU runs)."""
 
 
 SECTIONS: dict[str, type] = {
@@ -168,6 +178,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "language.plg_average": ("logits", "softmax"),
     "language.pooling": ("auto", "pooler", "cls", "mean", "last"),
     "optim.name": ("adam", "adamw"),
+    "run.precision": ("auto", "bf16", "fp32"),
+    "run.memory_format": ("auto", "channels_last", "contiguous"),
 }
 
 

@@ -25,8 +25,8 @@ from tqdm import tqdm
 from langdml_core import checkpoint
 from langdml_core.backbones import build_model
 from langdml_core.config import TrialConfig
-from langdml_core.data import build_dataset, eval_loader, train_loader
-from langdml_core.data.transforms import eval_transform, train_transform
+from langdml_core.data import build_dataset, eval_loader, loader_images, train_loader
+from langdml_core.data.transforms import eval_resize, eval_transform, train_transform
 from langdml_core.errors import ConfigError, NonFiniteLossError
 from langdml_core.evaluate import embed, retrieval_metrics
 from langdml_core.language.guidance import LanguageGuidance
@@ -53,15 +53,22 @@ def train_trial(
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     device = resolve_device(cfg.run.device)
+    bf16, memory_format = speed_options(cfg, device)
 
     # ---- data, model, loss, optimiser ----------------------------------------------------------
     dataset = build_dataset(cfg.data)
     image_size = cfg.data.image_size or dataset.default_image_size
-    model = build_model(cfg.model).to(device)
+    model = build_model(cfg.model).to(device, memory_format=memory_format)
+    forward = torch.compile(model) if cfg.run.compile else model  # checkpoints keep the plain module's keys
     norm = model.data_config
+
+    def images_of(split):  # the decoded-image cache (data.cache_images) or the original files
+        size = eval_resize(image_size, cfg.data.resize)
+        return loader_images(split, cfg.data, dataset.name, size, norm["interpolation"])
+
     loader = train_loader(
-        dataset.train,
-        train_transform(image_size, norm["mean"], norm["std"], norm["interpolation"]),
+        images_of(dataset.train),
+        train_transform(image_size, norm["mean"], norm["std"], norm["interpolation"], cfg.data.cache_images),
         batch_size=cfg.optim.batch_size,
         samples_per_class=cfg.data.samples_per_class,
         seed=cfg.run.seed,
@@ -70,7 +77,9 @@ def train_trial(
     to_eval = eval_transform(image_size, norm["mean"], norm["std"], norm["interpolation"], cfg.data.resize)
     eval_splits = {"test": dataset.test, **({"val": dataset.val} if dataset.val is not None else {})}
     eval_loaders = {
-        name: eval_loader(split, to_eval, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers)
+        name: eval_loader(
+            images_of(split), to_eval, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers
+        )
         for name, split in eval_splits.items()
     }
     criterion = build_loss(
@@ -118,8 +127,11 @@ def train_trial(
             dynamic_ncols=True,
         )
         for step, (images, labels) in enumerate(loader, start=1):
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            embeddings, features = model(images, return_features=True)
+            images = images.to(device, non_blocking=True, memory_format=memory_format)
+            labels = labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                embeddings, features = forward(images, return_features=True)
+            embeddings, features = embeddings.float(), features.float()  # losses in fp32
             global_step = (epoch - 1) * steps_per_epoch + step - 1
             terms = loss_terms(criterion, guidance, embeddings, labels, global_step, features)
             loss = sum(terms.values())
@@ -144,10 +156,12 @@ def train_trial(
         row: dict[str, Any] = {"epoch": epoch, **{f"train/{k}": v / steps_per_epoch for k, v in sums.items()}}
         row["train/seconds"] = time.perf_counter() - started
         if epoch % cfg.eval.every == 0 or epoch == cfg.run.epochs:
+            eval_started = time.perf_counter()
             for split, split_loader in eval_loaders.items():
                 emb, lab = embed(model, split_loader, device)
                 for key, value in retrieval_metrics(emb, lab, ks=cfg.eval.ks).items():
                     row[f"{split}/{key}"] = value
+            row["time/eval_seconds"] = time.perf_counter() - eval_started
         history.append(row)
         print(format_row(row))
 
@@ -205,6 +219,14 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.benchmark = False
 
 
+def speed_options(cfg: TrialConfig, device: torch.device) -> tuple[bool, torch.memory_format]:
+    """(bf16 autocast on?, memory format of model and batches) from run.precision / run.memory_format."""
+    cuda = device.type == "cuda"
+    bf16 = cfg.run.precision == "bf16" or (cfg.run.precision == "auto" and cuda)
+    channels_last = cfg.run.memory_format == "channels_last" or (cfg.run.memory_format == "auto" and cuda)
+    return bf16, torch.channels_last if channels_last else torch.preserve_format
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -229,11 +251,23 @@ def build_optimizer(cfg: TrialConfig, model: torch.nn.Module, criterion) -> torc
 
 
 def write_metrics(out_dir: Path, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """metrics.json: the last evaluated epoch's metrics as ``final`` plus the per-epoch history."""
+    """metrics.json: the last evaluated epoch's metrics as ``final``, the time split, the per-epoch history."""
     evaluated = [row for row in history if any(k.startswith("test/") for k in row)]
-    summary = {"final": evaluated[-1] if evaluated else {}, "history": history}
+    summary = {"final": evaluated[-1] if evaluated else {}, "timing": timing(history), "history": history}
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def timing(history: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds spent training and evaluating over all epochs, and evaluation's share of the two."""
+    train = sum(row.get("train/seconds", 0.0) for row in history)
+    evaluation = sum(row.get("time/eval_seconds", 0.0) for row in history)
+    total = train + evaluation
+    return {
+        "train_seconds": train,
+        "eval_seconds": evaluation,
+        "eval_share": evaluation / total if total else 0.0,
+    }
 
 
 def format_row(row: dict[str, Any]) -> str:

@@ -13,7 +13,10 @@ from langdml_core.train import train_trial
 
 
 def strip_timing(history):
-    return [{k: v for k, v in row.items() if k != "train/seconds"} for row in history]
+    return [
+        {k: v for k, v in row.items() if k != "train/seconds" and not k.startswith("time/")}
+        for row in history
+    ]
 
 
 def test_trial_writes_per_epoch_metrics_and_config(tmp_path):

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from langdml_core.config import DataConfig
 from langdml_core.data import cars196, cub200, demo, folder, sop  # noqa: F401  (registration)
 from langdml_core.data.base import DATASETS, DatasetError, DMLDataset, ImageSet, split_validation
+from langdml_core.data.image_cache import CachedImageSet, cached_images
 from langdml_core.data.sampler import ClassBalancedBatchSampler
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "ImageSet",
     "TransformedSet",
     "build_dataset",
+    "loader_images",
     "train_loader",
     "eval_loader",
 ]
@@ -40,10 +42,21 @@ def resolve_root(cfg: DataConfig) -> str:
     return os.path.join(base, cfg.name) if base else ""
 
 
-class TransformedSet(Dataset):
-    """(image tensor, label) pairs of an ImageSet under a transform."""
+def loader_images(
+    images: ImageSet, cfg: DataConfig, dataset: str, size: int, interpolation: str
+) -> ImageSet | CachedImageSet:
+    """The split as the loaders read it: from the decoded-image cache when ``data.cache_images`` is on."""
+    if not cfg.cache_images:
+        return images
+    return cached_images(
+        images, dataset, size, interpolation, draft=cfg.jpeg_draft, num_workers=cfg.num_workers
+    )
 
-    def __init__(self, images: ImageSet, transform):
+
+class TransformedSet(Dataset):
+    """(image tensor, label) pairs of an ImageSet (or its cached copy) under a transform."""
+
+    def __init__(self, images: ImageSet | CachedImageSet, transform):
         self.images = images
         self.transform = transform
 
@@ -65,7 +78,13 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def train_loader(
-    images: ImageSet, transform, *, batch_size: int, samples_per_class: int, seed: int, num_workers: int = 0
+    images: ImageSet | CachedImageSet,
+    transform,
+    *,
+    batch_size: int,
+    samples_per_class: int,
+    seed: int,
+    num_workers: int = 0,
 ) -> DataLoader:
     sampler = ClassBalancedBatchSampler(images.labels, batch_size, samples_per_class, seed=seed)
     return DataLoader(
@@ -78,11 +97,14 @@ def train_loader(
     )
 
 
-def eval_loader(images: ImageSet, transform, *, batch_size: int, num_workers: int = 0) -> DataLoader:
+def eval_loader(
+    images: ImageSet | CachedImageSet, transform, *, batch_size: int, num_workers: int = 0
+) -> DataLoader:
     return DataLoader(
         TransformedSet(images, transform),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,  # evaluated every epoch: no re-fork per pass
     )

@@ -1,0 +1,129 @@
+"""Throughput options in train_trial (image cache, bf16, channels_last, compile), timing, and the benches."""
+
+import json
+
+import pytest
+import torch
+from conftest import tiny_trial
+
+from langdml_core.bench_data import bench_data, make_jpeg_folder
+from langdml_core.bench_data import format_report as data_report
+from langdml_core.bench_train import bench_train
+from langdml_core.bench_train import format_report as train_report
+from langdml_core.cli import main
+from langdml_core.config import TrialConfig
+from langdml_core.errors import ConfigError
+from langdml_core.train import speed_options, train_trial
+
+
+def test_speed_options_default_to_bf16_channels_last_on_cuda_only():
+    auto = TrialConfig()
+    assert speed_options(auto, torch.device("cpu")) == (False, torch.preserve_format)
+    assert speed_options(auto, torch.device("cuda")) == (True, torch.channels_last)
+    forced = TrialConfig.from_dict({"run.precision": "bf16", "run.memory_format": "channels_last"})
+    assert speed_options(forced, torch.device("cpu")) == (True, torch.channels_last)
+    off = TrialConfig.from_dict({"run.precision": "fp32", "run.memory_format": "contiguous"})
+    assert speed_options(off, torch.device("cuda")) == (False, torch.preserve_format)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "run.precision",
+            "fp16",
+            "run.precision='fp16' is not valid (did you mean 'bf16'?); expected one of: auto, bf16, fp32.",
+        ),
+        ("run.memory_format", "nhwc", "expected one of: auto, channels_last, contiguous."),
+        ("data.cache_images", "yes", "data.cache_images must be true or false, got 'yes'."),
+        ("run.compile", 1, "run.compile must be true or false, got 1."),
+    ],
+)
+def test_bad_speed_values_are_refused_in_one_sentence(key, value, message):
+    with pytest.raises(ConfigError) as err:
+        TrialConfig.from_dict({key: value})
+    assert message in str(err.value)
+
+
+def test_bf16_channels_last_trial_runs_on_cpu_and_autocast_changes_the_numbers(tmp_path):
+    fp32 = train_trial(tiny_trial(tmp_path / "a", **{"run.epochs": 1}))
+    bf16 = train_trial(
+        tiny_trial(
+            tmp_path / "b", **{"run.epochs": 1, "run.precision": "bf16", "run.memory_format": "channels_last"}
+        )
+    )
+    loss_a, loss_b = fp32["final"]["train/dml_loss"], bf16["final"]["train/dml_loss"]
+    assert loss_a != loss_b and abs(loss_a - loss_b) < 0.05 * abs(loss_a)  # bf16 forward, same training
+    assert 0.0 <= bf16["final"]["test/recall_at_1"] <= 1.0
+
+
+def test_metrics_report_evaluation_time_and_its_share(tmp_path):
+    summary = train_trial(
+        tiny_trial(tmp_path, **{"run.epochs": 3, "eval.every": 2, "run.max_steps_per_epoch": 1})
+    )
+    rows = summary["history"]
+    assert ["time/eval_seconds" in row for row in rows] == [False, True, True]  # epoch 2 and the last
+    timing = json.loads((tmp_path / "run" / "metrics.json").read_text())["timing"]
+    assert timing["eval_seconds"] == pytest.approx(sum(r.get("time/eval_seconds", 0) for r in rows))
+    assert timing["train_seconds"] == pytest.approx(sum(r["train/seconds"] for r in rows))
+    assert 0 < timing["eval_share"] < 1
+    assert timing["eval_share"] == pytest.approx(
+        timing["eval_seconds"] / (timing["eval_seconds"] + timing["train_seconds"])
+    )
+
+
+def test_a_trial_reads_the_image_cache_and_evaluates_the_same_images(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANGDML_CACHE", str(tmp_path / "cache"))
+    root = make_jpeg_folder(tmp_path / "jpegs", classes=8, per_class=3, size=(160, 120))
+    common = {
+        "data.name": "folder",
+        "data.root": str(root),
+        "data.image_size": 32,
+        "optim.batch_size": 8,
+        "run.epochs": 1,
+        "run.max_steps_per_epoch": 1,
+        "optim.lr": 1e-12,  # one step that changes nothing: the test metrics must then be equal
+    }
+    plain = train_trial(tiny_trial(tmp_path / "plain", **common))
+    cached = train_trial(tiny_trial(tmp_path / "cached", **common, **{"data.cache_images": True}))
+    assert sorted(p.suffix for p in (tmp_path / "cache" / "images" / "folder").glob("*-*")) == [
+        ".lock",
+        ".lock",
+        ".npz",
+        ".npz",
+        ".u8",
+        ".u8",
+    ]  # train and test split
+    test = {k: v for k, v in plain["final"].items() if k.startswith("test/")}
+    assert test == {k: v for k, v in cached["final"].items() if k.startswith("test/")}
+
+
+@pytest.mark.slow
+def test_compiled_trial_matches_eager_and_checkpoints_plain_keys(tmp_path):
+    eager = train_trial(tiny_trial(tmp_path / "a", **{"run.epochs": 1, "run.max_steps_per_epoch": 2}))
+    compiled = train_trial(
+        tiny_trial(tmp_path / "b", **{"run.epochs": 1, "run.max_steps_per_epoch": 2, "run.compile": True})
+    )
+    assert compiled["final"]["train/dml_loss"] == pytest.approx(eager["final"]["train/dml_loss"], rel=1e-3)
+    state = torch.load(tmp_path / "b" / "run" / "checkpoint_epoch0001.pt", weights_only=False)
+    assert not any(key.startswith("_orig_mod") for key in state["model"])
+
+
+def test_bench_data_reports_ratios_and_identical_eval_tensors(tmp_path):
+    result = bench_data(images=16, image_size=64, repeats=1, workdir=str(tmp_path))
+    assert result["eval_identical"] == "16/16"
+    assert result["train_mean_abs_diff_255"]["max"] < 10
+    assert set(result["ratio"]) == {"train", "eval", "draft"} and all(r > 0 for r in result["ratio"].values())
+    assert "ratio cache / jpeg" in data_report(result)
+
+
+def test_bench_train_reports_steps_per_second_on_vs_off():
+    result = bench_train("test_efficientnet", image_size=32, batch_size=4, steps=1, repeats=1)
+    assert set(result["step_seconds"]) == {"off", "on"} and result["ratio"]["on"] > 0
+    assert "speed-up on vs off" in train_report(result)
+
+
+def test_bench_subcommands_are_on_the_cli(capsys):
+    assert main(["bench", "train", "--backbone", "test_efficientnet", "--image-size", "32", "--batch-size", "4",
+                 "--steps", "1", "--repeats", "1"]) == 0  # fmt: skip
+    assert "images/s" in capsys.readouterr().out
