@@ -26,3 +26,7 @@ class WeightsError(UserError, FileNotFoundError):
 
 class NonFiniteLossError(UserError, FloatingPointError):
     """A loss term or embedding became NaN or inf; the message names the epoch, step and last finite values."""
+
+
+class TrackingError(UserError, ConnectionError):
+    """The MLflow tracking server cannot be reached when it must be (before a sweep, when syncing)."""

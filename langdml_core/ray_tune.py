@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import tempfile
@@ -14,11 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from langdml_core.errors import ConfigError
+from langdml_core.errors import ConfigError, NonFiniteLossError, TrackingError
 from langdml_core.sweep import Sweep, env_default
-from langdml_core.tracking import TrialRun, default_tracking_uri, end_run, ensure_parent_run
+from langdml_core.tracking import TrialRun, default_tracking_uri, end_run, ensure_parent_run, redact
 
 CHECKPOINT_FILE = "checkpoint.pt"
+FAILED_FILE = "failed.json"
+"""Written into a trial's directory when it failed deterministically (non-finite loss): retries stop at once."""
+log = logging.getLogger(__name__)
 
 
 def trainable(params: dict[str, Any]) -> None:
@@ -31,62 +35,100 @@ def trainable(params: dict[str, Any]) -> None:
     from langdml_core.config import TrialConfig
     from langdml_core.train import train_trial
 
+    # A lost tracking server must cost seconds per epoch, not MLflow's default minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
     trial, tracking = resolve_trial(params), params["tracking"]
     context = tune.get_context()
     cpus = context.get_trial_resources().required_resources.get("CPU", 1)
+    out_dir = Path(context.get_trial_dir()).absolute()
     flat = {
         **trial["config"],
         "run.threads": max(1, int(cpus)),
         "run.progress": False,
-        "run.out_dir": str(Path(context.get_trial_dir()).absolute()),
+        "run.out_dir": str(out_dir),
     }
     config = TrialConfig.from_dict(flat)
 
-    resume_state = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            resume_state = torch.load(
-                Path(directory) / CHECKPOINT_FILE, map_location="cpu", weights_only=True
-            )
+    resume_state = resume_from_tune(tune.get_checkpoint())
+    extra = {"mlflow_run_id": (resume_state or {}).get("extra", {}).get("mlflow_run_id")}
     run = TrialRun(
         tracking["uri"],
         tracking["experiment_id"],
         tracking["parent_run_id"],
         trial["name"],
-        run_id=(resume_state or {}).get("extra", {}).get("mlflow_run_id"),
+        run_id=extra["mlflow_run_id"],
         tags={
             "langdml.sweep": tracking["sweep"],
             **{f"langdml.{k}": str(v) for k, v in trial["varied"].items()},
         },
     )
+    extra["mlflow_run_id"] = (
+        run.run_id
+    )  # None while MLflow is unreachable; the checkpoint keeps it once known
     run.log_params(config.flat())
     placement = {
         "node_id": ray.get_runtime_context().get_node_id(),
         "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
         "threads": int(flat["run.threads"]),
+        "pid": os.getpid(),
     }
-    Path(config.run.out_dir).mkdir(parents=True, exist_ok=True)
-    (Path(config.run.out_dir) / "placement.json").write_text(json.dumps(placement))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "placement.json").write_text(json.dumps(placement))
     run.set_tags({"langdml.gpu_ids": ",".join(placement["gpu_ids"]), "langdml.node_id": placement["node_id"]})
+
+    failed = out_dir / FAILED_FILE
+    if failed.is_file():  # a deterministic failure (NaN) is not worth Tune's retries
+        run.end("FAILED")
+        raise NonFiniteLossError(json.loads(failed.read_text())["error"] + " (not retried: it would recur)")
 
     def report(row: dict[str, Any], state: dict[str, Any]) -> None:
         run.log_epoch(row)
+        extra["mlflow_run_id"] = extra["mlflow_run_id"] or run.run_id
         with tempfile.TemporaryDirectory() as directory:
             torch.save(state, Path(directory) / CHECKPOINT_FILE)
             tune.report(dict(row), checkpoint=tune.Checkpoint.from_directory(directory))
 
     try:
-        train_trial(
-            config, on_epoch_end=report, resume_state=resume_state, extra_state={"mlflow_run_id": run.run_id}
-        )
+        train_trial(config, on_epoch_end=report, resume_state=resume_state, extra_state=extra)
         for artifact in ("config.json", "metrics.json", "plg_pseudo_labels.csv"):
-            run.log_artifact(Path(config.run.out_dir) / artifact)
+            run.log_artifact(out_dir / artifact)
+    except NonFiniteLossError as exc:
+        failed.write_text(json.dumps({"error": str(exc)}))
+        run.set_tags({"langdml.error": str(exc)[:4000]})
+        run.end("FAILED")
+        raise
     except BaseException:
         run.end("FAILED")
         raise
     run.end("FINISHED")
+
+
+def resume_from_tune(checkpoint) -> dict[str, Any] | None:
+    """The state in Tune's checkpoint; when it cannot be read, the previous Tune checkpoint of the same trial
+    (local storage), else None (train_trial then falls back to the trial directory's own checkpoints)."""
+    import torch
+
+    if checkpoint is None:
+        return None
+    candidates = [checkpoint.path]
+    if checkpoint.filesystem.type_name == "local":
+        parent = Path(checkpoint.path).parent
+        candidates += [
+            str(p) for p in sorted(parent.glob("checkpoint_*"), reverse=True) if str(p) != checkpoint.path
+        ]
+    for path in candidates:
+        try:
+            if path == checkpoint.path:
+                with checkpoint.as_directory() as directory:
+                    return torch.load(
+                        Path(directory) / CHECKPOINT_FILE, map_location="cpu", weights_only=True
+                    )
+            return torch.load(Path(path) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated or corrupt file: say so and try the previous one
+            log.warning("Tune checkpoint %s is unreadable (%s); falling back to the previous one.", path, exc)
+    return None
 
 
 @dataclass
@@ -206,7 +248,7 @@ def run_sweep(sweep: Sweep, args: argparse.Namespace, tune_name: str | None = No
 
     table = write_report(sweep, results_frame(results), place.results / sweep.name)
     print(table)
-    print(f"\nMLflow: langdml ui --tracking-uri {tracking_uri}")
+    print(f"\nMLflow: langdml ui --tracking-uri {redact(tracking_uri)}")
     return 1 if failed else 0
 
 
@@ -238,8 +280,8 @@ def check_tracking(uri: str) -> None:
     try:
         urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).read()
     except Exception as exc:
-        raise ConfigError(
-            f"MLflow tracking server {uri} is unreachable ({exc}); start it or pass --tracking-uri."
+        raise TrackingError(
+            f"MLflow tracking server {redact(uri)} is unreachable ({exc}); start it or pass --tracking-uri."
         ) from None
 
 

@@ -8,15 +8,26 @@ Only real metrics are logged, with step = epoch; names are the evaluator's (``te
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
 
+from langdml_core.errors import TrackingError
+
+log = logging.getLogger(__name__)
 TRIAL_TAG = "langdml.trial"
 SWEEP_TAG = "langdml.sweep"
 PARENT_TAG = "mlflow.parentRunId"
+
+
+def _tracking_errors() -> tuple[type[BaseException], ...]:
+    from mlflow.exceptions import MlflowException
+
+    return (MlflowException, OSError)
 
 
 def default_tracking_uri(results_dir: str | Path = "results") -> str:
@@ -55,12 +66,30 @@ def ensure_parent_run(tracking_uri: str, sweep: str, tags: dict[str, str] | None
     return experiment_id, run.info.run_id
 
 
-def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
-    client(tracking_uri).set_terminated(run_id, status=status)
+def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> bool:
+    """End a run; when the server is unreachable say so (``--sync-mlflow`` ends it later) and go on."""
+    try:
+        client(tracking_uri).set_terminated(run_id, status=status)
+    except Exception as exc:
+        if not isinstance(exc, _tracking_errors()):
+            raise
+        log.warning(
+            "MLflow at %s is unreachable (%s); run %s stays open until `langdml report SWEEP --sync-mlflow`.",
+            redact(tracking_uri),
+            str(exc).splitlines()[0][:300],
+            run_id,
+        )
+        return False
+    return True
 
 
 class TrialRun:
-    """The MLflow run of one trial: found or created once, then metrics per epoch, then ended."""
+    """The MLflow run of one trial: found or created once, then metrics per epoch, then ended.
+
+    Tracking never stops training: when the server cannot be reached, the call is skipped with a warning,
+    the epoch rows are kept and sent at the next successful call (each step once), and a run that could not
+    be ended is closed later by ``langdml report SWEEP --sync-mlflow`` from Tune's result files.
+    """
 
     def __init__(
         self,
@@ -71,66 +100,165 @@ class TrialRun:
         run_id: str | None = None,
         tags: dict[str, str] | None = None,
     ):
+        self.uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
+        self.trial_name, self.run_id, self.tags = trial_name, run_id, dict(tags or {})
         self.client = client(tracking_uri)
-        self.run_id = run_id or self._find(experiment_id, parent_run_id, trial_name)
-        if self.run_id is None:
-            run = self.client.create_run(
-                experiment_id,
-                run_name=trial_name,
-                tags={PARENT_TAG: parent_run_id, TRIAL_TAG: trial_name, **(tags or {})},
-            )
-            self.run_id = run.info.run_id
-        else:
-            self.client.update_run(self.run_id, status="RUNNING")
-        self._logged_steps = self._steps_already_logged()
+        self._logged_steps: set[int] = set()
+        self._pending: list[dict[str, Any]] = []
+        self._params: dict[str, Any] = {}
+        self._connected = False
+        self._warned = False
+        self._connect()
 
-    def _find(self, experiment_id: str, parent_run_id: str, trial_name: str) -> str | None:
+    # ---- connection ----
+    def _connect(self) -> bool:
+        if self._connected:
+            return True
+        try:
+            self.run_id = self.run_id or self._find()
+            if self.run_id is None:
+                run = self.client.create_run(
+                    self.experiment_id,
+                    run_name=self.trial_name,
+                    tags={PARENT_TAG: self.parent_run_id, TRIAL_TAG: self.trial_name, **self.tags},
+                )
+                self.run_id = run.info.run_id
+            else:
+                self.client.update_run(self.run_id, status="RUNNING")
+            self._logged_steps = {int(m.step) for m in self.client.get_metric_history(self.run_id, "epoch")}
+            self._connected = True
+            if self._params:
+                self._log_params()
+        except Exception as exc:
+            if not isinstance(exc, _tracking_errors()):
+                raise
+            self._lost(exc)
+        return self._connected
+
+    def _lost(self, exc: BaseException) -> None:
+        self._connected = False
+        if not self._warned:  # once per outage
+            log.warning(
+                "MLflow at %s is unreachable (%s); training continues, metrics stay in Tune's result files "
+                "and are sent when it answers again (or run `langdml report SWEEP --sync-mlflow`).",
+                redact(self.uri),
+                str(exc).splitlines()[0][:300],
+            )
+            self._warned = True
+
+    def _call(self, fn, *args, **kwargs) -> bool:
+        if not self._connect():
+            return False
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:
+            if not isinstance(exc, _tracking_errors()):
+                raise
+            self._lost(exc)
+            return False
+        self._warned = False
+        return True
+
+    def _find(self) -> str | None:
         runs = self.client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{TRIAL_TAG}` = '{_quote(trial_name)}'",
+            [self.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' "
+            f"and tags.`{TRIAL_TAG}` = '{_quote(self.trial_name)}'",
             max_results=1,
             order_by=["attributes.start_time ASC"],
         )
         return runs[0].info.run_id if runs else None
 
-    def _steps_already_logged(self) -> set[int]:
-        history = self.client.get_metric_history(self.run_id, "epoch")
-        return {int(m.step) for m in history}
-
+    # ---- logging ----
     def log_params(self, params: dict[str, Any]) -> None:
+        self._params = dict(params)
+        self._call(self._log_params)
+
+    def _log_params(self) -> None:
         from mlflow.entities import Param
 
         existing = self.client.get_run(self.run_id).data.params
-        new = [Param(k, _param_value(v)) for k, v in params.items() if k not in existing]
+        new = [Param(k, _param_value(v)) for k, v in self._params.items() if k not in existing]
         for start in range(0, len(new), 100):
             self.client.log_batch(self.run_id, params=new[start : start + 100])
 
     def log_epoch(self, row: dict[str, Any]) -> None:
-        """Metrics of one epoch at step = epoch, once: a replayed epoch after a resume is not logged twice."""
+        """Metrics of one epoch at step = epoch, once: a replayed epoch after a resume is not logged twice;
+        rows that could not be sent are sent with the next one."""
+        self._pending.append(dict(row))
+        self._call(self._flush)
+
+    def _flush(self) -> None:
         from mlflow.entities import Metric
 
-        step = int(row["epoch"])
-        if step in self._logged_steps:
-            return
-        now = int(time.time() * 1000)
-        metrics = [
-            Metric(k, float(v), now, step)
-            for k, v in row.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
-        ]
-        self.client.log_batch(self.run_id, metrics=metrics)
-        self._logged_steps.add(step)
+        while self._pending:
+            row = self._pending[0]
+            step = int(row["epoch"])
+            if step not in self._logged_steps:
+                now = int(time.time() * 1000)
+                metrics = [
+                    Metric(k, float(v), now, step)
+                    for k, v in row.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+                ]
+                self.client.log_batch(self.run_id, metrics=metrics)
+                self._logged_steps.add(step)
+            self._pending.pop(0)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, value)
+        self.tags.update(tags)
+        self._call(lambda: [self.client.set_tag(self.run_id, k, v) for k, v in tags.items()])
 
     def log_artifact(self, path: str | Path) -> None:
         if Path(path).exists():
-            self.client.log_artifact(self.run_id, str(path))
+            self._call(lambda: self.client.log_artifact(self.run_id, str(path)))
 
-    def end(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status=status)
+    def end(self, status: str = "FINISHED") -> bool:
+        """Send what is pending and end the run; False when the server could not be reached."""
+        return self._call(self._flush) and self._call(
+            lambda: self.client.set_terminated(self.run_id, status=status)
+        )
+
+
+def sync_records(tracking_uri: str, sweep, records: list[dict[str, Any]]) -> dict[str, int]:
+    """Backfill MLflow from Tune's records (after the tracking server was lost): each trial's run is found
+    by parent + trial name or created, missing epochs are logged (each step once), and it is ended."""
+    experiment_id, parent = ensure_parent_run(
+        tracking_uri, sweep.name, {"langdml.sweep_file": str(sweep.path)}
+    )
+    counts = {"runs": 0, "epochs_sent": 0}
+    for record in records:
+        run = TrialRun(
+            tracking_uri,
+            experiment_id,
+            parent,
+            record["name"],
+            tags={SWEEP_TAG: sweep.name, **{f"langdml.{k}": str(v) for k, v in record["varied"].items()}},
+        )
+        if not run._connected:
+            raise TrackingError(
+                f"MLflow at {redact(tracking_uri)} is unreachable; start it and rerun --sync-mlflow."
+            )
+        run.log_params(record.get("config", {}))
+        before = len(run._logged_steps)
+        for row in record["history"]:
+            run.log_epoch({k: v for k, v in row.items() if k == "epoch" or _is_metric(k)})
+        counts["runs"] += 1
+        counts["epochs_sent"] += len(run._logged_steps) - before
+        run.end("FINISHED" if record["status"] == "TERMINATED" else "FAILED")
+    failed = any(r["status"] != "TERMINATED" for r in records)
+    end_run(tracking_uri, parent, "FAILED" if failed else "FINISHED")
+    return counts
+
+
+def _is_metric(key: str) -> bool:
+    """A langdml metric (``test/recall_at_1``), not one of Tune's bookkeeping or config columns."""
+    return "/" in key and not key.startswith("config/")
+
+
+def redact(uri: str) -> str:
+    """A URI with any ``user:password@`` part replaced (printed and logged URIs never carry credentials)."""
+    return re.sub(r"//[^/@\s]+@", "//***@", uri)
 
 
 def _param_value(value: Any) -> str:

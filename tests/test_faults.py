@@ -1,0 +1,311 @@
+"""Faults a multi-day sweep meets: a dead trial worker, a NaN, a lost tracking server, a corrupt checkpoint.
+
+Fast tests drive the pieces directly; the slow ones run the tiny sweep on a local Ray and inject the fault.
+"""
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from test_sweeps import TINY, mlflow_runs, ray_temp, run_sweep, stop_ray, trial_dirs
+
+from langdml_core.sweep import load_sweep
+from langdml_core.tracking import TrialRun, ensure_parent_run, redact, sync_records
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sqlite_uri(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def record(name, epochs, status="TERMINATED"):
+    history = [
+        {"epoch": e, "test/recall_at_1": 0.1 * e, "timestamp": 1e9 + e, "config/trial/name": name}
+        for e in epochs
+    ]
+    return {
+        "name": name,
+        "varied": {"run.seed": 0},
+        "config": {"run.seed": 0},
+        "status": status,
+        "history": history,
+    }
+
+
+# ---- tracking ------------------------------------------------------------------------------------------------
+def test_unreachable_tracking_server_never_stops_training(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with caplog.at_level(logging.WARNING, logger="langdml_core.tracking"):
+        run = TrialRun(uri, "1", "parent", "msim/seed=0")
+        run.log_params({"optim.lr": 1e-5})
+        for epoch in (1, 2):
+            run.log_epoch({"epoch": epoch, "test/recall_at_1": 0.5})
+        assert run.end("FINISHED") is False and run.run_id is None
+    warnings = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(warnings) == 1 and "--sync-mlflow" in warnings[0]  # one warning per outage, not per call
+
+
+def test_rows_that_could_not_be_sent_are_sent_once_when_the_server_answers_again(tmp_path):
+    from mlflow.exceptions import MlflowException
+
+    uri = sqlite_uri(tmp_path)
+    experiment_id, parent = ensure_parent_run(uri, "faults")
+    run = TrialRun(uri, experiment_id, parent, "a")
+    real, calls = run.client.log_batch, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MlflowException("connection refused")
+        return real(*args, **kwargs)
+
+    run.client.log_batch = flaky
+    run.log_epoch({"epoch": 1, "test/recall_at_1": 0.25})  # lost
+    run.log_epoch({"epoch": 2, "test/recall_at_1": 0.5})  # sends 1 and 2
+    run.log_epoch({"epoch": 2, "test/recall_at_1": 0.5})  # a replayed epoch: not twice
+    assert run.end("FINISHED")
+    history = run.client.get_metric_history(run.run_id, "test/recall_at_1")
+    assert [(m.step, m.value) for m in history] == [(1, 0.25), (2, 0.5)]
+    assert run.client.get_run(run.run_id).info.status == "FINISHED"
+
+
+def test_sync_backfills_missing_epochs_and_ends_runs_without_duplicates(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    sweep = load_sweep(TINY)
+    experiment_id, parent = ensure_parent_run(uri, sweep.name)
+    half = TrialRun(uri, experiment_id, parent, "a")  # the server died after epoch 1 of trial a
+    half.log_epoch({"epoch": 1, "test/recall_at_1": 0.1})
+    records = [record("a", [1, 2, 3]), record("b", [1, 2]), record("c", [1], status="ERROR")]
+    first = sync_records(uri, sweep, records)
+    again = sync_records(uri, sweep, records)
+    assert first == {"runs": 3, "epochs_sent": 5} and again == {"runs": 3, "epochs_sent": 0}
+    client, runs = mlflow_runs_at(uri, sweep.name)
+    children = {r.data.tags["langdml.trial"]: r for r in runs if r.data.tags.get("mlflow.parentRunId")}
+    assert sorted(children) == ["a", "b", "c"] and children["a"].info.run_id == half.run_id
+    assert {n: r.info.status for n, r in children.items()} == {
+        "a": "FINISHED",
+        "b": "FINISHED",
+        "c": "FAILED",
+    }
+    steps = [m.step for m in client.get_metric_history(children["a"].info.run_id, "test/recall_at_1")]
+    assert steps == [1, 2, 3]
+    assert "timestamp" not in children["a"].data.metrics  # Tune's bookkeeping is not a metric
+
+
+def mlflow_runs_at(uri, name):
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    return client, client.search_runs([client.get_experiment_by_name(name).experiment_id])
+
+
+def test_credentials_in_a_tracking_uri_are_never_printed():
+    assert redact("https://alice:s3cret@mlflow.example.org:5000") == "https://***@mlflow.example.org:5000"
+    assert redact("sqlite:////home/alice/results/mlflow.db") == "sqlite:////home/alice/results/mlflow.db"
+
+
+# ---- checkpoints -----------------------------------------------------------------------------------------------
+def test_corrupt_tune_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    from ray import tune
+
+    from langdml_core.ray_tune import CHECKPOINT_FILE, resume_from_tune
+
+    for index, epoch in ((0, 1), (1, 2)):
+        folder = tmp_path / f"checkpoint_{index:06d}"
+        folder.mkdir()
+        torch.save({"epoch": epoch}, folder / CHECKPOINT_FILE)
+    newest = tmp_path / "checkpoint_000001" / CHECKPOINT_FILE
+    newest.write_bytes(newest.read_bytes()[:40])  # truncated, as by a node lost mid-upload
+    with caplog.at_level(logging.WARNING, logger="langdml_core.ray_tune"):
+        state = resume_from_tune(tune.Checkpoint.from_directory(str(tmp_path / "checkpoint_000001")))
+    assert state == {"epoch": 1}
+    assert any(
+        "unreadable" in r.getMessage() and "checkpoint_000001" in r.getMessage() for r in caplog.records
+    )
+
+
+# ---- end to end on a local Ray (slow) ----------------------------------------------------------------------------
+ONE_TRIAL = ["--set", "loss.name=margin", "--set", "run.seed=1", "--set", "run.epochs=3"]
+ONE_TRIAL += ["--set", "run.max_steps_per_epoch=6"]
+
+
+@pytest.mark.slow
+def test_killed_trial_worker_is_retried_from_its_checkpoint_with_the_same_run_and_numbers(tmp_path):
+    driver = run_sweep(tmp_path, *ONE_TRIAL, wait=False)
+    killed = None
+    try:
+        deadline = time.time() + 300
+        while killed is None and time.time() < deadline:  # SIGKILL the worker as soon as epoch 1 is done
+            for d in trial_dirs(tmp_path):
+                metrics, placement = d / "metrics.json", d / "placement.json"
+                if (
+                    metrics.is_file()
+                    and placement.is_file()
+                    and len(json.loads(metrics.read_text())["history"]) == 1
+                ):
+                    killed = json.loads(placement.read_text())["pid"]
+                    os.kill(killed, signal.SIGKILL)
+            time.sleep(0.05)
+        assert killed is not None, (tmp_path / "driver.log").read_text()[-3000:]
+        assert driver.wait(timeout=600) == 0, (tmp_path / "driver.log").read_text()[-3000:]
+    finally:
+        stop_ray(tmp_path)
+    (trial,) = trial_dirs(tmp_path)
+    assert json.loads((trial / "placement.json").read_text())["pid"] != killed  # a new worker finished it
+    history = json.loads((trial / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    client, runs = mlflow_runs(tmp_path)
+    (child,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert child.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(child.info.run_id, "epoch")] == [1, 2, 3]
+
+    # The same trial without the fault, replayed without Ray: the same numbers.
+    out = tmp_path / "uninterrupted"
+    flags = [f for f in ONE_TRIAL if f not in ("loss.name=margin", "run.seed=1")]
+    flags = [f for i, f in enumerate(flags) if not (f == "--set" and flags[i + 1] == "--set")]
+    subprocess.run(
+        [sys.executable, "-m", "langdml_core.cli", "train", "--sweep", str(TINY), "--trial", "margin/seed=1"]
+        + [*flags, "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    want = json.loads((out / "metrics.json").read_text())["final"]
+    got = json.loads((trial / "metrics.json").read_text())["final"]
+    for key in ("test/recall_at_1", "test/map_at_r", "test/nmi", "train/dml_loss"):
+        assert got[key] == pytest.approx(want[key], abs=1e-12), key
+
+
+@pytest.mark.slow
+def test_a_nan_trial_fails_alone_and_is_not_retried(tmp_path):
+    sweep = tmp_path / "nan_sweep.py"
+    source = TINY.read_text().replace(
+        'return {"loss.name": ["multisimilarity", "margin"], "run.seed": [0, 1]}',
+        'return {"optim.lr": [1e-4, 1e30]}',
+    )
+    assert "1e30" in source
+    sweep.write_text(source.replace("Trials: 4", "Trials: 2"))
+    env = {**os.environ, "LANGDML_RAY_TEMP_DIR": ray_temp(tmp_path)}
+    env.pop("RAY_ADDRESS", None)
+    try:
+        done = subprocess.run(
+            [sys.executable, str(sweep), "--results", str(tmp_path / "results"), "--set", "run.epochs=2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        stop_ray(tmp_path)
+    assert done.returncode == 1  # the sweep finished, and says a trial failed
+    table = (tmp_path / "results" / "tiny" / "table.md").read_text()
+    rows = {
+        line.split("|")[1].strip(): line.split("|") for line in table.splitlines() if line.startswith("| 0.0")
+    }
+    assert rows["0.0001"][3].strip() == "0" and rows["1e+30"][3].strip() == "1"  # failed column
+    client, runs = mlflow_runs(tmp_path)
+    children = {r.data.tags["langdml.trial"]: r for r in runs if r.data.tags.get("mlflow.parentRunId")}
+    assert children["lr=0.0001"].info.status == "FINISHED"
+    bad = children["lr=1e+30"]
+    assert (
+        bad.info.status == "FAILED" and "Non-finite loss at epoch 1, step" in bad.data.tags["langdml.error"]
+    )
+    assert "last finite values" in bad.data.tags["langdml.error"]
+    failed_dir = next(d for d in trial_dirs(tmp_path) if (d / "failed.json").is_file())
+    # retried (FailureConfig) but refused at once: no second training run of the same NaN
+    assert (
+        done.stdout.count("not retried: it would recur") + done.stderr.count("not retried: it would recur")
+        >= 1
+    )
+    assert failed_dir.name.startswith("lr=1e_30") or "1e" in failed_dir.name
+
+
+@pytest.mark.slow
+def test_tracking_server_lost_mid_sweep_then_backfilled_without_duplicates(tmp_path):
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    db = tmp_path / "server" / "mlflow.db"
+    db.parent.mkdir()
+
+    def start_server():
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "langdml_core.cli",
+                "ui",
+                "--tracking-uri",
+                f"sqlite:///{db}",
+                "--port",
+                str(port),
+            ],
+            cwd=db.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(uri + "/health", timeout=2).read()
+                return server
+            except OSError:
+                time.sleep(0.5)
+        pytest.fail("the MLflow server did not start")
+
+    server = start_server()
+    flags = ["--tracking-uri", uri, "--max-concurrent", "1", "--set", "run.epochs=3"]
+    driver = run_sweep(tmp_path, *flags, wait=False)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:  # lose the server once the first trial has logged an epoch
+            if any((d / "metrics.json").is_file() for d in trial_dirs(tmp_path)):
+                break
+            time.sleep(0.2)
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        code = driver.wait(timeout=900)
+    finally:
+        stop_ray(tmp_path)
+    log_text = (tmp_path / "driver.log").read_text()
+    assert code == 0, log_text[-3000:]  # every trial trained to the end
+    assert "unreachable" in log_text and "--sync-mlflow" in log_text
+
+    server = start_server()
+    try:
+        for _ in range(2):  # syncing twice must not duplicate anything
+            subprocess.run(
+                [sys.executable, "-m", "langdml_core.cli", "report", str(TINY), "--sync-mlflow"]
+                + ["--tracking-uri", uri, "--results", str(tmp_path / "results")],
+                check=True,
+                capture_output=True,
+            )
+        import mlflow
+
+        client = mlflow.MlflowClient(uri)
+        runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    names = [r.data.tags["langdml.trial"] for r in children]
+    assert sorted(names) == sorted(t.name for t in load_sweep(TINY).trials)  # one run per trial
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch")] == [1, 2, 3]
