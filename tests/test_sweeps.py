@@ -256,44 +256,63 @@ def test_fake_gpus_pack_two_trials_per_gpu_and_run_on_cpu(tmp_path):
     assert all("test/recall_at_1" in m["final"] for m in metrics)  # they ran (on CPU: no CUDA here)
 
 
+def finished_and_running(tmp_path, epochs=3):
+    done, running = [], []
+    for d in trial_dirs(tmp_path):
+        if (d / "metrics.json").exists():
+            history = json.loads((d / "metrics.json").read_text())["history"]
+            (done if len(history) == epochs else running).append(d)
+    return done, running
+
+
+KILL_POINTS = {
+    # before any trial: the sweep's MLflow parent run exists, no trial has started
+    "before_trials": lambda tmp_path: (
+        (tmp_path / "results" / "mlflow.db").exists() and not trial_dirs(tmp_path)
+    ),
+    # mid-sweep: one trial finished, one RUNNING, two PENDING (max-concurrent 1)
+    "mid_sweep": lambda tmp_path: all(finished_and_running(tmp_path)),
+    # during the final report: every trial finished, the table not written yet
+    "before_report": lambda tmp_path: (
+        len(finished_and_running(tmp_path)[0]) == 4
+        and not (tmp_path / "results" / "tiny" / "table.md").exists()
+    ),
+}
+
+
 @pytest.mark.slow
-def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, point):
     driver = run_sweep(tmp_path, "--max-concurrent", "1", "--set", "run.epochs=3", wait=False)
     try:
         deadline = time.time() + 300
-        while time.time() < deadline:  # wait until one trial finished and the next one is running
-            done = [
-                d
-                for d in trial_dirs(tmp_path)
-                if (d / "metrics.json").exists()
-                and len(json.loads((d / "metrics.json").read_text())["history"]) == 3
-            ]
-            running = [d for d in trial_dirs(tmp_path) if d not in done and (d / "metrics.json").exists()]
-            if done and running:
-                break
-            time.sleep(1)
-        else:
-            pytest.fail(
-                "the sweep did not reach the kill point: " + (tmp_path / "driver.log").read_text()[-2000:]
-            )
-        finished_first = {d.name: (d / "metrics.json").stat().st_mtime for d in done}
+        while time.time() < deadline and not KILL_POINTS[point](tmp_path):
+            time.sleep(0.05)
+        if not KILL_POINTS[point](tmp_path):
+            pytest.fail(f"the sweep did not reach {point}: " + (tmp_path / "driver.log").read_text()[-2000:])
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
+        finished_first = {
+            d.name: (d / "metrics.json").stat().st_mtime for d in finished_and_running(tmp_path)[0]
+        }
     finally:
         stop_ray(tmp_path)
     try:
-        run_sweep(tmp_path, "--max-concurrent", "1", "--set", "run.epochs=3", "--resume")
+        resumed = run_sweep(tmp_path, "--max-concurrent", "1", "--set", "run.epochs=3", "--resume")
     finally:
         stop_ray(tmp_path)
+    assert "| margin |" in resumed.stdout  # the report was written by the resumed driver
     for name, mtime in finished_first.items():  # not re-run
         assert (tmp_path / "results" / "ray" / "tiny" / name / "metrics.json").stat().st_mtime == mtime
     client, runs = mlflow_runs(tmp_path)
+    assert len([r for r in runs if r.data.tags.get("langdml.role") == "parent"]) == 1
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     names = [r.data.tags["langdml.trial"] for r in children]
     assert sorted(names) == sorted(set(names)) and len(names) == 4  # exactly one run per trial
     assert all(r.info.status == "FINISHED" for r in children)
     for run in children:  # each epoch logged once, even for the trial that was running at the kill
         assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch")] == [1, 2, 3]
+    assert len(trial_dirs(tmp_path)) == 4
 
 
 def test_table1_resolved_configs_match_the_golden_file():
