@@ -1,4 +1,4 @@
-"""The ``langdml`` command: train, sweep, report, ui, config, bench."""
+"""The ``langdml`` command: train, sweep, report, ui, config, data, bench."""
 
 from __future__ import annotations
 
@@ -71,6 +71,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
     ui.add_argument("--port", type=int, default=5000)
 
+    data = sub.add_parser("data", help="check a dataset on disk before training on it")
+    check = data.add_subparsers(dest="data_command", required=True).add_parser(
+        "check", help="load a dataset as a trial would and check that every image file is whole"
+    )
+    check.add_argument("dataset", help="cub200, cars196, sop, folder or demo")
+    check.add_argument("--root", default="", help="dataset root (default: $LANGDML_DATA_ROOT/DATASET)")
+    check.add_argument("--layout", default="auto", help="auto, official or folders (as data.layout)")
+    check.add_argument("--no-check-counts", action="store_true", help="skip the official count check")
+    check.add_argument("--decode", action="store_true", help="decode every image in full (slower)")
+
     show = sub.add_parser("config", help="print every config key with its default and meaning")
     show.add_argument("--json", action="store_true", help="print the defaults as JSON")
 
@@ -89,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args)
         if args.command == "ui":
             return _ui(args)
+        if args.command == "data":
+            from langdml_core.data.check import check_command
+
+            print(check_command(args.dataset, args.root, args.layout, not args.no_check_counts, args.decode))
+            return 0
         if args.command == "config":
             return _show_config(args.json)
         if hasattr(args, "func"):

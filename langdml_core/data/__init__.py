@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from langdml_core.config import DataConfig
 from langdml_core.data import cars196, cub200, demo, folder, sop  # noqa: F401  (registration)
 from langdml_core.data.base import DATASETS, DatasetError, DMLDataset, ImageSet, split_validation
+from langdml_core.data.check import require_readable_images
 from langdml_core.data.image_cache import CachedImageSet, cached_images
 from langdml_core.data.sampler import ClassBalancedBatchSampler
 
@@ -27,8 +28,11 @@ __all__ = [
 
 
 def build_dataset(cfg: DataConfig) -> DMLDataset:
-    """Load the named dataset and carve the class-disjoint validation split if asked."""
-    dataset = DATASETS.create(cfg.name, resolve_root(cfg), layout=cfg.layout, check_counts=cfg.check_counts)
+    """Load the named dataset (every image file checked to be whole: a cheap look at its first and last
+    bytes, see ``data.check``) and carve the class-disjoint validation split if asked."""
+    root = resolve_root(cfg)
+    dataset = DATASETS.create(cfg.name, root, layout=cfg.layout, check_counts=cfg.check_counts)
+    require_readable_images(dataset, root)
     if cfg.val_classes:
         dataset.train, dataset.val = split_validation(dataset.train, cfg.val_classes)
     return dataset

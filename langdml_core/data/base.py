@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,10 +82,20 @@ class DMLDataset:
     info: dict = field(default_factory=dict)
 
 
-def check_counts(dataset: str, root: Path, found: dict[str, int], expected: dict[str, int]) -> None:
-    """Fail loudly on a wrong or partial download, naming every count that differs."""
+def check_counts(
+    dataset: str,
+    root: Path,
+    found: dict[str, int],
+    expected: dict[str, int],
+    missing_classes: Sequence[str] = (),
+) -> None:
+    """Fail loudly on a wrong or partial download, naming every count that differs and, where the loader
+    knows them, the classes that have no images (e.g. a class folder that is not there)."""
     wrong = [f"{k}: expected {expected[k]}, found {found[k]}" for k in expected if found[k] != expected[k]]
     if wrong:
+        if missing_classes:
+            shown = ", ".join(missing_classes[:3]) + (", ..." if len(missing_classes) > 3 else "")
+            wrong.append(f"{len(missing_classes)} official class(es) without images: {shown}")
         raise DatasetError(
             f"{dataset} at {str(root)!r} does not match the official dataset ({'; '.join(wrong)}); "
             "re-download or re-extract it (data.check_counts=false is meant only for small test fixtures)."
@@ -133,6 +144,13 @@ def require_images(dataset: str, listed_in: Path, paths: list[str]) -> None:
             present[folder] = set(os.listdir(folder)) if os.path.isdir(folder) else set()
         if name not in present[folder]:
             missing.append(path)
+    gone = sorted({os.path.dirname(path) for path in missing if not os.path.isdir(os.path.dirname(path))})
+    if gone:
+        others = f" (and {len(gone) - 1} more folders)" if len(gone) > 1 else ""
+        raise DatasetError(
+            f"{dataset}: folder {gone[0]!r}{others}, which holds images listed in {str(listed_in)!r}, is "
+            "missing; the download looks partial, re-download or re-extract it."
+        )
     if missing:
         raise DatasetError(
             f"{dataset}: {len(missing)} of {len(paths)} images listed in {str(listed_in)!r} are missing "
@@ -154,6 +172,18 @@ def make_split(dataset: str, name: str, samples: list[tuple[str, int]], texts: d
         class_ids=ids,
         paths=[path for path, _ in samples],
     )
+
+
+def classes_without_images(
+    samples: list[tuple[str, int]], names: dict[int, str], expected_ids: range
+) -> list[str]:
+    """'class 37 (Name)' for every official class id that no image belongs to (for check_counts)."""
+    found = {cid for _, cid in samples}
+    return [
+        f"class {cid} ({names[cid]})" if cid in names else f"class {cid}"
+        for cid in expected_ids
+        if cid not in found
+    ]
 
 
 def split_counts(train: ImageSet, test: ImageSet) -> dict[str, int]:

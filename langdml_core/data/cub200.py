@@ -15,6 +15,7 @@ from langdml_core.data.base import (
     DatasetError,
     DMLDataset,
     check_layout,
+    classes_without_images,
     list_images,
     make_split,
     require_dir,
@@ -109,7 +110,8 @@ def build_cub200(root: Path | str, *, layout: str = "auto", check_counts: bool =
     train = make_split(NAME, "train", [s for s in samples if s[1] <= LAST_TRAIN_CLASS], texts)
     test = make_split(NAME, "test", [s for s in samples if s[1] > LAST_TRAIN_CLASS], texts)
     if check_counts:
-        assert_counts(NAME, root, split_counts(train, test), EXPECTED)
+        missing = classes_without_images(samples, texts, range(1, 201))
+        assert_counts(NAME, root, split_counts(train, test), EXPECTED, missing)
     return DMLDataset(
         name=NAME, train=train, test=test, default_image_size=224, info={"layout": layout, "root": str(root)}
     )
