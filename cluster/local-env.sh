@@ -3,7 +3,9 @@
 export LANGDML_BUCKET="$HOME/langdml-shared"      # a local folder instead of s3://
 export LANGDML_GPUS_PER_TRIAL=0                   # trials on CPU, on the head (the only node)
 export LANGDML_CPUS_PER_TRIAL=1
-export LANGDML_MLFLOW_PORT=15000                  # off the defaults other tools on the box use
+export LANGDML_MLFLOW_PORT=23005                  # off defaults and Ray's worker ports (10002-19999)
 export RAY_TMPDIR="/tmp/rl-$USER"                 # Ray's /tmp/ray may belong to another user here
 export PIP_FIND_LINKS=/opt/wheels                 # this box's local wheel mirror (see /etc/pip.conf)
 export PIP_EXTRA_INDEX_URL="file:///opt/pypi/simple file:///opt/pypi-more/simple"
+# This box's address is not a private range that MLflow's host check admits by default.
+export LANGDML_MLFLOW_ALLOWED_HOSTS="$(hostname -I | awk '{print $1}'):*,localhost:*,127.0.0.1:*"

@@ -35,11 +35,18 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/22) 2>/dev/null; then
 fi
 cleanup() {
   "$RAY" down -y cluster/local.yaml || true
+  # On this machine `ray down` leaves the head's MLflow server running (on AWS the instance goes with it).
+  ssh -i "$KEY" -o BatchMode=yes "$USER_NAME@127.0.0.1" \
+    'test -f ~/mlflow/server.pid && kill -- "-$(cat ~/mlflow/server.pid)"; rm -f ~/mlflow/server.pid' || true
   if [[ -n "$started_sshd" && -f "$started_sshd" ]]; then kill "$(cat "$started_sshd")" || true; fi
 }
 trap cleanup EXIT
 
-ssh -i "$KEY" -o StrictHostKeyChecking=no -o BatchMode=yes "$USER_NAME@127.0.0.1" true
+for attempt in 1 2 3 4 5 6 7 8 9 10; do  # sshd may take a moment to listen
+  ssh -i "$KEY" -o StrictHostKeyChecking=no -o BatchMode=yes "$USER_NAME@127.0.0.1" true && break
+  [[ $attempt == 10 ]] && { echo "cannot ssh to $USER_NAME@127.0.0.1" >&2; exit 1; }
+  sleep 1
+done
 echo "== ray up"
 time "$RAY" up -y cluster/local.yaml
 echo "== ray submit cluster/local.yaml sweeps/demo.py -- --smoke"

@@ -3,7 +3,8 @@
 # $LANGDML_BUCKET/mlflow-artifacts. It binds 0.0.0.0, port 5000 (LANGDML_MLFLOW_PORT), so that workers reach
 # it at the head's private IP and an SSH tunnel at localhost; nothing else can, because the security group
 # admits only SSH from outside the cluster (see cluster/README.md). Idempotent: head_start_ray_commands run
-# it on every `ray up`.
+# it on every `ray up`. MLflow answers only Host headers of localhost and private addresses (10.*, 172.16-31.*,
+# 192.168.*: EC2's); LANGDML_MLFLOW_ALLOWED_HOSTS widens that where the head's address is another.
 set -euo pipefail
 dir="${LANGDML_MLFLOW_DIR:-$HOME/mlflow}"
 mkdir -p "$dir"
@@ -15,6 +16,7 @@ setsid nohup mlflow server \
   --backend-store-uri "sqlite:///$dir/mlflow.db" \
   --artifacts-destination "$LANGDML_BUCKET/mlflow-artifacts" \
   --host 0.0.0.0 --port "${LANGDML_MLFLOW_PORT:-5000}" --workers 2 \
+  ${LANGDML_MLFLOW_ALLOWED_HOSTS:+--allowed-hosts "$LANGDML_MLFLOW_ALLOWED_HOSTS"} \
   >"$dir/server.log" 2>&1 </dev/null &
 echo $! >"$dir/server.pid"
 for _ in $(seq 90); do
