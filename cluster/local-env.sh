@@ -9,3 +9,5 @@ export PIP_FIND_LINKS=/opt/wheels                 # this box's local wheel mirro
 export PIP_EXTRA_INDEX_URL="file:///opt/pypi/simple file:///opt/pypi-more/simple"
 # This box's address is not a private range that MLflow's host check admits by default.
 export LANGDML_MLFLOW_ALLOWED_HOSTS="$(hostname -I | awk '{print $1}'):*,localhost:*,127.0.0.1:*"
+# `auto` could pick another user's Ray on a shared box: name this cluster's GCS (local.yaml's --port).
+export RAY_ADDRESS="$(hostname -I | awk '{print $1}'):23000"

@@ -23,6 +23,8 @@ id "$USER_NAME" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$USE
 mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh"
 [[ -f "$KEY" ]] || ssh-keygen -q -t ed25519 -N "" -f "$KEY"
 home="$(getent passwd "$USER_NAME" | cut -d: -f6)"
+# Each run starts clean: the previous run's sweep state, results and MLflow database (the test user's only).
+rm -rf "$home/langdml-shared" "$home/results" "$home/mlflow"
 install -d -m 700 -o "$USER_NAME" -g "$USER_NAME" "$home/.ssh"
 install -m 600 -o "$USER_NAME" -g "$USER_NAME" "$KEY.pub" "$home/.ssh/authorized_keys"
 
