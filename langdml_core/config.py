@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -197,6 +199,10 @@ class TrialConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None = None) -> TrialConfig:
         """Build from a nested or dotted dict; unknown keys and wrong types raise ConfigError."""
+        if raw is not None and not isinstance(raw, dict):
+            raise ConfigError(
+                f"A config must be a mapping of keys to values, got {type(raw).__name__}: {raw!r}."
+            )
         nested = _nest(raw or {})
         sections = {}
         for name, values in nested.items():
@@ -222,8 +228,14 @@ class TrialConfig:
                 raise ConfigError(
                     f"Config file {str(path)!r} does not exist; expected a .json or .yaml file."
                 )
-            text = path.read_text()
-            raw = json.loads(text) if path.suffix == ".json" else (yaml.safe_load(text) or {})
+            text = path.read_text(errors="replace")
+            try:
+                raw = json.loads(text) if path.suffix == ".json" else (yaml.safe_load(text) or {})
+            except (ValueError, yaml.YAMLError, RecursionError) as exc:
+                first = " ".join(str(exc).split())[:200]
+                raise ConfigError(
+                    f"Config file {str(path)!r} is not valid {path.suffix[1:] or 'YAML'}: {first}."
+                ) from None
             if not isinstance(raw, dict):
                 raise ConfigError(f"Config file {str(path)!r} must hold a mapping, got {type(raw).__name__}.")
         return cls.from_dict({**flatten(_nest(raw)), **parse_overrides(overrides or [])})
@@ -270,17 +282,35 @@ class TrialConfig:
         ):
             if self.flat()[key] < 0:
                 raise ConfigError(f"{key}={self.flat()[key]} must be >= 0.")
-        if not self.eval.ks or any((not isinstance(k, int)) or k < 1 for k in self.eval.ks):
+        if not self.eval.ks or not all(_is_int(k) and k >= 1 for k in self.eval.ks):
             raise ConfigError(f"eval.ks={self.eval.ks!r} must be a non-empty list of positive integers.")
+        if not all(_is_int(m) and m >= 1 for m in o.milestones):
+            raise ConfigError(f"optim.milestones={o.milestones!r} must be a list of positive epoch numbers.")
+        if o.gamma <= 0:
+            raise ConfigError(f"optim.gamma={o.gamma} must be > 0.")
+        if not 0 <= self.run.seed < 2**32:
+            raise ConfigError(f"run.seed={self.run.seed} must lie in 0..2**32-1 (numpy's seed range).")
+        for name, value in self.loss.kwargs.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ConfigError(
+                    f"loss.kwargs key {name!r} must be a loss hyper-parameter name, e.g. alpha."
+                )
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"loss.kwargs.{name}={value} must be a finite number.")
         if o.lr <= 0 or self.loss.lr < 0 or o.weight_decay < 0:
             raise ConfigError(f"optim.lr={o.lr} must be > 0 and optim.weight_decay / loss.lr must be >= 0.")
         if self.language.temperature <= 0:
             raise ConfigError(f"language.temperature={self.language.temperature} must be > 0.")
-        if "{}" not in self.language.prompt:
+        try:
+            prompt_ok = "\x00" in self.language.prompt.format("\x00")  # the class text lands in it
+        except (IndexError, KeyError, ValueError):
+            prompt_ok = False
+        if not prompt_ok:
             raise ConfigError(
-                f"language.prompt={self.language.prompt!r} must contain '{{}}' where the class text goes."
+                f"language.prompt={self.language.prompt!r} must contain '{{}}' where the class text goes "
+                "and no other replacement fields (write {{ and }} for literal braces)."
             )
-        if not (self.run.device in ("auto", "cpu") or self.run.device.startswith("cuda")):
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.run.device):
             raise ConfigError(f"run.device={self.run.device!r} is not valid; expected auto, cpu or cuda[:N].")
 
 
@@ -289,6 +319,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["loss.name=margin", "run.epochs=2"]`` -> {"loss.name": "margin", "run.epochs": 2}."""
     parsed = {}
     for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(f"Override {item!r} is not of the form section.key=value.")
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"Override {item!r} is not of the form section.key=value.")
@@ -305,7 +337,7 @@ def parse_value(text: str) -> Any:
             pass
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: a date like 2001-13-01
         return text
 
 
@@ -375,13 +407,13 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
         if value is None:
             return None
     expected = typing.get_origin(hint) or hint
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if expected is float and isinstance(value, str):
+    if expected is float and isinstance(value, (int, str)) and not isinstance(value, bool):
         try:  # YAML 1.1 reads "1e-5" (no dot) as a string
-            return float(value)
-        except ValueError:
+            value = float(value)
+        except (ValueError, OverflowError):
             pass
+    if expected is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}.")
     if expected is list and isinstance(value, tuple):
         return list(value)
     if expected is bool and not isinstance(value, bool):
@@ -392,6 +424,10 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
         names = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
         raise ConfigError(f"{key} must be {names.get(expected, expected.__name__)}, got {value!r}.")
     return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _positive(key: str, value: int) -> None:

@@ -14,7 +14,9 @@ import itertools
 import json
 import os
 import re
+import reprlib
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -72,14 +74,16 @@ def load_sweep(
             raise ConfigError(
                 f"Sweep file {path.name} has no {required}(); see sweeps/demo.py for the format."
             )
-    base = dict(module.get_config())
-    grid = dict(module.get_sweep())
+    base = _returned_dict(module, "get_config", path)
+    grid = _returned_dict(module, "get_sweep", path)
     for key, values in grid.items():
         if not isinstance(values, (list, tuple)) or not values:
             raise ConfigError(
                 f"{path.name}: get_sweep()[{key!r}] must be a non-empty list of values, got {values!r}."
             )
     extra = parse_overrides(overrides or [])
+    if seeds is not None and (not isinstance(seeds, int) or seeds < 1):
+        raise ConfigError(f"--seeds {seeds} must be a positive number of seeds (run.seed 0..N-1).")
     if seeds is not None:
         grid["run.seed"] = list(range(seeds))
     for key in extra:
@@ -89,8 +93,9 @@ def load_sweep(
     for combo in itertools.product(*(grid[k] for k in keys)):
         varied = dict(zip(keys, combo, strict=True))
         flat = {**base, **varied, **extra}
-        if hasattr(module, "derive"):  # derive sees the overrides; an override still wins over a derived value
-            flat.update(module.derive(dict(flat)))
+        # derive sees the overrides; an override still wins over a derived value
+        if hasattr(module, "derive"):
+            flat.update(_returned_dict(module, "derive", path, dict(flat)))
         flat.update(extra)
         if smoke:
             flat.update(SMOKE)
@@ -100,7 +105,19 @@ def load_sweep(
         except ConfigError as exc:
             raise ConfigError(f"{path.name}, trial {name}: {exc}") from None
         trials.append(Trial(name, config.flat(), varied))
+    names = [trial.name for trial in trials]
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise ConfigError(
+            f"{path.name}: two trials are both named {twice!r} (repeated or equal values in get_sweep()); "
+            "each swept value must appear once."
+        )
     name, declared = getattr(module, "NAME", path.stem), declared_trial_count(module)
+    if not isinstance(name, str) or not re.fullmatch(r"[\w.-]+", name):
+        raise ConfigError(
+            f"{path.name}: NAME={name!r} must be a non-empty name of letters, digits, '_', '.' or '-' "
+            "(it names the MLflow experiment and the results folder)."
+        )
     if hasattr(module, "get_search"):
         return _search_sweep(name, path, module, trials, declared, smoke)
     if smoke:
@@ -123,6 +140,22 @@ def _search_sweep(name, path, module, cells: list[Trial], declared, smoke: bool)
     spec = SearchSpec.from_dict(raw, path.name)
     base = cells[0].config
     return Sweep(name, path, module, search_trials(spec, base), declared, search=spec, base_config=base)
+
+
+def _returned_dict(module: ModuleType, function: str, path: Path, *args: Any) -> dict[str, Any]:
+    """What a sweep file's function returns: a dict with dotted string keys, or refused in one sentence."""
+    fn = getattr(module, function)
+    if not callable(fn):
+        raise ConfigError(
+            f"{path.name}: {function} must be a function returning a dict, not {reprlib.repr(fn)}."
+        )
+    result = fn(*args)
+    if not isinstance(result, Mapping) or not all(isinstance(key, str) for key in result):
+        raise ConfigError(
+            f"{path.name}: {function}() must return a dict with dotted string keys (e.g. 'loss.name'), "
+            f"got {reprlib.repr(result)}."
+        )
+    return dict(result)
 
 
 def smoke_trials(trials: list[Trial]) -> list[Trial]:
@@ -157,7 +190,7 @@ def trial_name(varied: dict[str, Any]) -> str:
 
 
 def declared_trial_count(module: ModuleType) -> int | None:
-    match = re.search(r"^\s*Trials:\s*([\d,]+)", module.__doc__ or "", re.MULTILINE)
+    match = re.search(r"^\s*Trials:\s*(\d[\d,]*)", module.__doc__ or "", re.MULTILINE)
     return int(match.group(1).replace(",", "")) if match else None
 
 
