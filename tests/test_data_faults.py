@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -196,13 +195,19 @@ def test_missing_class_folder_is_named_by_the_count_check(tmp_path, monkeypatch,
     """A full 200-class CUB (one image per class): without folder 037 the counts name class 37."""
     base = tmp_path / "CUB_200_2011"
     folders = {cid: f"{cid:03d}.Bird_{cid}" for cid in range(1, 201)}
-    for cid, name in folders.items():
+    for name in folders.values():
         write_images(base / "images" / name, ["a.jpg"])
     if annotations:
         (base / "images.txt").write_text("".join(f"{c} {n}/a.jpg\n" for c, n in folders.items()))
         (base / "image_class_labels.txt").write_text("".join(f"{c} {c}\n" for c in folders))
         (base / "classes.txt").write_text("".join(f"{c} {n}\n" for c, n in folders.items()))
-    counts = {"images": 200, "train_images": 100, "test_images": 100, "train_classes": 100, "test_classes": 100}
+    counts = {
+        "images": 200,
+        "train_images": 100,
+        "test_images": 100,
+        "train_classes": 100,
+        "test_classes": 100,
+    }
     monkeypatch.setattr(cub200, "EXPECTED", counts)
     assert data_check(capsys, "cub200", "--root", str(tmp_path))[0] == 0
     shutil.rmtree(base / "images" / folders[37])

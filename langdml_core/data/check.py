@@ -154,9 +154,7 @@ def check_command(name: str, root: str, layout: str, check_counts: bool, decode:
         for split in (dataset.train, dataset.test)
     )
     how = "decoded in full" if decode else "whole by their first and last bytes; --decode decodes them"
+    files = f"{checked} image files {how}" if checked else "images generated in memory, no files to check"
     counts = "official counts match" if check_counts else "counts not checked"
     where = f" at {dataset.info['root']} (layout {dataset.info['layout']})" if "root" in dataset.info else ""
-    return (
-        f"{name}{where}: {splits}; {counts}; {checked} image files {how} "
-        f"({time.perf_counter() - start:.1f} s): OK"
-    )
+    return f"{name}{where}: {splits}; {counts}; {files} ({time.perf_counter() - start:.1f} s): OK"
