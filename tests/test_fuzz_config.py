@@ -8,10 +8,12 @@ Derandomized (a fixed example sequence, no example database) so CI sees the same
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import itertools
 import math
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -257,6 +259,7 @@ def test_train_command_refuses_in_one_line(stub_training, capsys):
 # ---- sweep files -------------------------------------------------------------------------------------------
 _counter = itertools.count()
 SWEEP_DIR = Path(tempfile.mkdtemp(prefix="langdml-fuzz-sweeps-"))
+atexit.register(shutil.rmtree, SWEEP_DIR, True)
 
 absent = st.just("absent")
 returns = st.tuples(st.just("returns"), values)
