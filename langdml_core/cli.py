@@ -64,6 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--results", default="results")
     report.add_argument("--tracking-uri", default=None)
     report.add_argument("--storage", default=None)
+    report.add_argument(
+        "--sync-mlflow",
+        action="store_true",
+        help="first backfill MLflow from Tune's result files (after the tracking server was lost); no duplicates",
+    )
 
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for the sweep database")
     ui.add_argument("--tracking-uri", default=None, help="default: sqlite database under results/")
@@ -154,10 +159,8 @@ def _report(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep_file)
     results = Path(args.results).absolute()
     storage = env_default(args.storage, "LANGDML_STORAGE", str(results / "ray"))
-    if args.source == "mlflow":
-        uri = env_default(args.tracking_uri, "MLFLOW_TRACKING_URI", default_tracking_uri(results))
-        records = records_from_mlflow(uri, sweep.name)
-    else:
+    uri = env_default(args.tracking_uri, "MLFLOW_TRACKING_URI", default_tracking_uri(results))
+    if args.source == "tune" or args.sync_mlflow:
         from langdml_core.ray_tune import records_from_tune
 
         if sweep.search is None:
@@ -165,6 +168,15 @@ def _report(args: argparse.Namespace) -> int:
         else:  # a search keeps its two phases as two Tune experiments
             records = records_from_tune(os.path.join(storage, f"{sweep.name}-search"))
             records += records_from_tune(os.path.join(storage, f"{sweep.name}-final"))
+    if args.sync_mlflow:
+        from langdml_core.tracking import redact, sync_records
+
+        counts = sync_records(uri, sweep, records)
+        print(
+            f"MLflow {redact(uri)}: {counts['runs']} trial runs checked, {counts['epochs_sent']} epochs backfilled"
+        )
+    if args.source == "mlflow":
+        records = records_from_mlflow(uri, sweep.name)
     if sweep.search is not None:
         from langdml_core.search import report_search
 
