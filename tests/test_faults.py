@@ -152,16 +152,13 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint_with_the_same_run_an
     killed = None
     try:
         deadline = time.time() + 300
-        while killed is None and time.time() < deadline:  # SIGKILL the worker as soon as epoch 1 is done
-            for d in trial_dirs(tmp_path):
+        while killed is None and time.time() < deadline:  # SIGKILL the worker in the middle of the trial
+            for d in trial_dirs(tmp_path):  # Tune syncs the trial directory at each report
                 metrics, placement = d / "metrics.json", d / "placement.json"
-                if (
-                    metrics.is_file()
-                    and placement.is_file()
-                    and len(json.loads(metrics.read_text())["history"]) == 1
-                ):
-                    killed = json.loads(placement.read_text())["pid"]
-                    os.kill(killed, signal.SIGKILL)
+                if metrics.is_file() and placement.is_file():
+                    if 1 <= len(json.loads(metrics.read_text())["history"]) < 3:
+                        killed = json.loads(placement.read_text())["pid"]
+                        os.kill(killed, signal.SIGKILL)
             time.sleep(0.05)
         assert killed is not None, (tmp_path / "driver.log").read_text()[-3000:]
         assert driver.wait(timeout=600) == 0, (tmp_path / "driver.log").read_text()[-3000:]
@@ -182,7 +179,7 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint_with_the_same_run_an
     flags = [f for i, f in enumerate(flags) if not (f == "--set" and flags[i + 1] == "--set")]
     subprocess.run(
         [sys.executable, "-m", "langdml_core.cli", "train", "--sweep", str(TINY), "--trial", "margin/seed=1"]
-        + [*flags, "--out", str(out)],
+        + [*flags, "--set", "run.threads=1", "--out", str(out)],  # the trial's CPU share: same float order
         check=True,
         capture_output=True,
     )
@@ -216,7 +213,9 @@ def test_a_nan_trial_fails_alone_and_is_not_retried(tmp_path):
     assert done.returncode == 1  # the sweep finished, and says a trial failed
     table = (tmp_path / "results" / "tiny" / "table.md").read_text()
     rows = {
-        line.split("|")[1].strip(): line.split("|") for line in table.splitlines() if line.startswith("| 0.0")
+        line.split("|")[1].strip(): line.split("|")
+        for line in table.splitlines()[4:]
+        if line.startswith("| ")
     }
     assert rows["0.0001"][3].strip() == "0" and rows["1e+30"][3].strip() == "1"  # failed column
     client, runs = mlflow_runs(tmp_path)
@@ -237,7 +236,8 @@ def test_a_nan_trial_fails_alone_and_is_not_retried(tmp_path):
 
 
 @pytest.mark.slow
-def test_tracking_server_lost_mid_sweep_then_backfilled_without_duplicates(tmp_path):
+def test_tracking_server_lost_mid_sweep_then_backfilled_without_duplicates(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # this test's own client fails fast
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     db = tmp_path / "server" / "mlflow.db"
@@ -300,6 +300,9 @@ def test_tracking_server_lost_mid_sweep_then_backfilled_without_duplicates(tmp_p
 
         client = mlflow.MlflowClient(uri)
         runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+        steps = {
+            r.info.run_id: [m.step for m in client.get_metric_history(r.info.run_id, "epoch")] for r in runs
+        }
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -308,4 +311,4 @@ def test_tracking_server_lost_mid_sweep_then_backfilled_without_duplicates(tmp_p
     assert sorted(names) == sorted(t.name for t in load_sweep(TINY).trials)  # one run per trial
     for run in children:
         assert run.info.status == "FINISHED"
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch")] == [1, 2, 3]
+        assert steps[run.info.run_id] == [1, 2, 3]
