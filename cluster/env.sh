@@ -16,3 +16,5 @@ export LANGDML_CACHE="$HOME/.cache/langdml"  # language tables, converted weight
 export LANGDML_GPUS_PER_TRIAL="${LANGDML_GPUS_PER_TRIAL:-1}"
 export LANGDML_CPUS_PER_TRIAL="${LANGDML_CPUS_PER_TRIAL:-4}"
 export HF_HUB_OFFLINE=1  # pretrained weights come from the synced cache, never from a download
+# Ray's INFO logs print each trial's runtime_env, which Tune fills with the driver's AWS_* variables.
+export RAY_LOGGER_LEVEL="${RAY_LOGGER_LEVEL:-warning}"

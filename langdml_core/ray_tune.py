@@ -151,6 +151,9 @@ def prepare(sweep: Sweep, args: argparse.Namespace) -> Place:
     tracking_uri = env_default(args.tracking_uri, "MLFLOW_TRACKING_URI", default_tracking_uri(results_dir))
     address = args.address or os.environ.get("RAY_ADDRESS")
     check_tracking(tracking_uri)
+    # Tune hands the driver's AWS_* variables to every trainable as runtime_env env_vars, and Ray's agents
+    # log runtime_envs at INFO: keep Ray's own logs at WARNING so credentials never reach them.
+    os.environ.setdefault("RAY_LOGGER_LEVEL", "warning")
 
     if address:
         ray.init(address=address, ignore_reinit_error=True)
