@@ -77,9 +77,7 @@ def main() -> int:
             browser = p.chromium.launch(executable_path=args.chromium, headless=True, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(f"{base}/#/experiments/{experiment_id}", wait_until="networkidle")
-            for name in names:  # the parent row is shown; expand it so the trial runs are listed too
-                page.get_by_text(args.sweep, exact=True).first.wait_for(timeout=60_000)
-                break
+            page.get_by_text(args.sweep, exact=True).first.wait_for(timeout=60_000)  # the parent run's row
             expand = page.locator("button[aria-label*='xpand'], [data-testid*='expand']")
             if expand.count():
                 expand.first.click()
