@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_sweeps import TINY, mlflow_runs, ray_temp, run_sweep, stop_ray, trial_dirs
+from test_sweeps import TINY, finished_and_running, mlflow_runs, ray_temp, run_sweep, stop_ray, trial_dirs
 
 from langdml_core.sweep import load_sweep
 from langdml_core.tracking import TrialRun, ensure_parent_run, redact, sync_records
@@ -153,12 +153,13 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint_with_the_same_run_an
     try:
         deadline = time.time() + 300
         while killed is None and time.time() < deadline:  # SIGKILL the worker in the middle of the trial
-            for d in trial_dirs(tmp_path):  # Tune syncs the trial directory at each report
-                metrics, placement = d / "metrics.json", d / "placement.json"
-                if metrics.is_file() and placement.is_file():
-                    if 1 <= len(json.loads(metrics.read_text())["history"]) < 3:
-                        killed = json.loads(placement.read_text())["pid"]
-                        os.kill(killed, signal.SIGKILL)
+            done, running = finished_and_running(tmp_path)  # Tune syncs trial directories at each report
+            for d in running:
+                try:
+                    killed = json.loads((d / "placement.json").read_text())["pid"]
+                except (OSError, ValueError):  # not synced yet
+                    continue
+                os.kill(killed, signal.SIGKILL)
             time.sleep(0.05)
         assert killed is not None, (tmp_path / "driver.log").read_text()[-3000:]
         assert driver.wait(timeout=600) == 0, (tmp_path / "driver.log").read_text()[-3000:]
