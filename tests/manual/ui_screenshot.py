@@ -76,12 +76,28 @@ def main() -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, headless=True, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(f"{base}/#/experiments/{experiment_id}", wait_until="networkidle")
-            page.get_by_text(args.sweep, exact=True).first.wait_for(timeout=60_000)  # the parent run's row
-            expand = page.locator("button[aria-label*='xpand'], [data-testid*='expand']")
-            if expand.count():
-                expand.first.click()
-                page.wait_for_timeout(1500)
+            page.goto(f"{base}/#/experiments/{experiment_id}/runs", wait_until="load")
+            page.get_by_text(args.sweep, exact=True).first.wait_for(timeout=60_000)  # the page has loaded
+            for label in ("Model training", "Got it"):  # MLflow 3 opens in GenAI mode, with a tip popup
+                button = page.get_by_text(label, exact=True)
+                if button.count():
+                    button.first.click()
+                    page.wait_for_timeout(1000)
+            page.goto(f"{base}/#/experiments/{experiment_id}/runs", wait_until="load")
+            page.get_by_text(names[0], exact=True).first.wait_for(timeout=60_000)
+            close = page.get_by_role("button", name="Close")  # the assistant side panel
+            if close.count():
+                close.first.click()
+            # Child runs are nested under the sweep's parent run: its expand button sits left of its name.
+            box = page.get_by_text(args.sweep, exact=True).last.bounding_box()
+            expanders = [
+                b
+                for b in page.locator("button:not([aria-label])").all()
+                if (bb := b.bounding_box()) and abs(bb["y"] + bb["height"] / 2 - box["y"] - box["height"] / 2) < 8
+            ]
+            if expanders:
+                expanders[0].click()
+            page.wait_for_timeout(2000)
             seen = [n for n in names if page.get_by_text(n, exact=True).count()]
             page.screenshot(path=str(out), full_page=True)
             browser.close()
