@@ -133,7 +133,7 @@ def _search_sweep(name, path, module, cells: list[Trial], declared, smoke: bool)
             f"{path.name} is a search (it defines get_search()) but its grid has {len(cells)} setups; "
             "a search tunes one setup: fix the others with --set KEY=VALUE (e.g. --set data.name=cars196)."
         )
-    raw = dict(module.get_search())
+    raw = _returned_dict(module, "get_search", path)
     if smoke:  # the retrain keeps the smoke settings too
         raw.update(SMOKE_SEARCH)
         raw["final"] = {k: v for k, v in raw.get("final", {}).items() if k not in SMOKE}
