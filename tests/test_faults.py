@@ -313,3 +313,32 @@ def test_tracking_server_lost_mid_sweep_then_backfilled_without_duplicates(tmp_p
     for run in children:
         assert run.info.status == "FINISHED"
         assert steps[run.info.run_id] == [1, 2, 3]
+
+
+def test_truncated_trial_checkpoint_falls_back_and_a_failed_write_leaves_no_partial_file(tmp_path, caplog):
+    from langdml_core import checkpoint
+
+    checkpoint.save(tmp_path, 1, {"epoch": 1})
+    newest = checkpoint.save(tmp_path, 2, {"epoch": 2})
+    newest.write_bytes(newest.read_bytes()[:50])
+    with caplog.at_level(logging.WARNING, logger="langdml_core.checkpoint"):
+        assert checkpoint.load_latest(tmp_path) == {"epoch": 1}
+    assert any(newest.name in r.getMessage() and "falling back" in r.getMessage() for r in caplog.records)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("disk full")  # a write that dies half-way
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        checkpoint.save(tmp_path, 3, {"epoch": 3, "bad": Unpicklable()})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint_epoch0001.pt",
+        "checkpoint_epoch0002.pt",
+    ]
+    # weights-only loading: a checkpoint that would run arbitrary code when unpickled is refused, not loaded
+    torch.save({"epoch": 4, "payload": ArbitraryObject()}, tmp_path / "checkpoint_epoch0004.pt")
+    assert checkpoint.load_latest(tmp_path) == {"epoch": 1}
+
+
+class ArbitraryObject:
+    """Any pickled class instance: torch.load(weights_only=True) must not construct it."""
