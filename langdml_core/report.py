@@ -81,8 +81,8 @@ def write_report(sweep, records: list[dict[str, Any]], out_dir: Path) -> str:
     frame.to_parquet(out_dir / "trials.parquet", index=False)
     table = summary_table(frame, paper_results())
     text = (
-        f"# {sweep.name}\n\nSweep file: `{Path(sweep.path).name}`; {len(frame)} trials. Metrics in percent-free "
-        "fractions, mean +- std over seeds. Protocols: last = last epoch; best_test_epoch = per metric the best "
+        f"# {sweep.name}\n\nSweep file: `{Path(sweep.path).name}`; {len(frame)} trials. Metrics in percent "
+        "(like the paper), mean +- std over seeds. Protocols: last = last epoch; best_test_epoch = per metric the best "
         "epoch on the TEST split (the paper's release protocol, optimistic); val_selected = test metrics at the "
         "epoch with the best validation recall_at_1 (only with data.val_classes).\n\n" + table + "\n"
     )
@@ -127,7 +127,8 @@ def _mean_std(values) -> str:
     values = values.dropna()
     if values.empty:
         return ""
-    return f"{values.mean():.4f} +- {values.std(ddof=0):.4f}" if len(values) > 1 else f"{values.mean():.4f}"
+    values = 100 * values  # fractions in trials.parquet, percent in the table (the paper's unit)
+    return f"{values.mean():.2f} +- {values.std(ddof=0):.2f}" if len(values) > 1 else f"{values.mean():.2f}"
 
 
 def _finite(value: Any) -> bool:
