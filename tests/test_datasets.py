@@ -6,9 +6,8 @@ import io
 import os
 from pathlib import Path
 
-import numpy as np
+import paper_world
 import pytest
-import scipy.io
 from PIL import Image
 
 from langdml_core.data import cars196, cub200, folder, sop
@@ -151,23 +150,7 @@ CARS_PER_CLASS = {1: 2, 2: 1, 99: 1, 100: 3}
 
 
 def save_cars_mat(path: Path, rows: list[tuple[str, int]]) -> None:
-    """A cars_annos.mat shaped like the real one: 1xN struct array and a 1xC cell array of names."""
-    fields = ["relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "test"]
-    annotations = np.zeros((1, len(rows)), dtype=[(f, "O") for f in fields])
-    for i, (rel, cid) in enumerate(rows):
-        # test=1 on a training class: the classification flag must be ignored
-        annotations[0, i] = (
-            rel,
-            np.uint8(1),
-            np.uint8(1),
-            np.uint8(7),
-            np.uint8(7),
-            np.uint8(cid),
-            np.uint8(i % 2),
-        )
-    names = np.empty((1, len(CARS_NAMES)), dtype=object)
-    names[0, :] = CARS_NAMES
-    scipy.io.savemat(str(path), {"annotations": annotations, "class_names": names})
+    paper_world.save_cars_mat(path, rows, CARS_NAMES)
 
 
 def make_cars_official(root: Path) -> list[tuple[str, int]]:
