@@ -342,3 +342,34 @@ def test_truncated_trial_checkpoint_falls_back_and_a_failed_write_leaves_no_part
 
 class ArbitraryObject:
     """Any pickled class instance: torch.load(weights_only=True) must not construct it."""
+
+
+def test_tracking_check_sends_uri_credentials_as_basic_auth_and_never_prints_them():
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from langdml_core.errors import TrackingError
+    from langdml_core.ray_tune import check_tracking
+
+    want = "Basic " + base64.b64encode(b"alice:s3cret word").decode()
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = self.path == "/health" and self.headers.get("Authorization") == want
+            self.send_response(200 if ok else 401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        check_tracking(f"http://alice:s3cret%20word@127.0.0.1:{port}/")  # accepted: no exception
+        with pytest.raises(TrackingError) as err:
+            check_tracking(f"http://alice:wrong-pass@127.0.0.1:{port}")
+        assert "wrong-pass" not in str(err.value) and f"http://***@127.0.0.1:{port}" in str(err.value)
+    finally:
+        server.shutdown()
