@@ -72,6 +72,16 @@ def _timed(fn) -> tuple[float, Any]:
     return time.perf_counter() - started, out
 
 
+def interleaved(measure: dict[str, Any], repeats: int) -> dict[str, list[float]]:
+    """Each mode's measurement ``repeats`` times, modes interleaved round by round so that machine noise (other
+    jobs, thermal state) hits every mode alike; benches report the median and the [min, max] spread."""
+    values: dict[str, list[float]] = {mode: [] for mode in measure}
+    for _ in range(repeats):
+        for mode, fn in measure.items():
+            values[mode].append(fn())
+    return values
+
+
 def _summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
 

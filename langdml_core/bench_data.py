@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from langdml_core.bench import interleaved
+
 
 def make_jpeg_folder(
     root: Path | str, classes: int = 8, per_class: int = 4, size=(500, 375), seed: int = 0, quality: int = 93
@@ -98,10 +100,9 @@ def bench_data(
     }
     for get in work_per_image.values():  # warm-up: page cache, allocator
         _rate(get, min(n, 16))
-    rates: dict[str, list[float]] = {name: [] for name in work_per_image}
-    for _ in range(repeats):
-        for name, get in work_per_image.items():
-            rates[name].append(_rate(get, n))
+    rates = interleaved(
+        {name: lambda get=get: _rate(get, n) for name, get in work_per_image.items()}, repeats
+    )
     median = {name: statistics.median(r) for name, r in rates.items()}
 
     # outputs: evaluation must be identical; training differs by resampling only (same random draws)

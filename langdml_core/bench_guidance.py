@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from langdml_core.bench import interleaved
+
 
 def bench_guidance(
     steps: int = 4,
@@ -79,10 +81,9 @@ def bench_guidance(
 
     model.train()
     one_round(None)  # warm-up
-    times: dict[str, list[float]] = {mode: [] for mode in guidances}
-    for _ in range(repeats):
-        for mode, guidance in guidances.items():
-            times[mode].append(one_round(guidance))
+    times = interleaved(
+        {mode: lambda g=guidance: one_round(g) for mode, guidance in guidances.items()}, repeats
+    )
     median = {mode: statistics.median(t) for mode, t in times.items()}
     return {
         "setup": {

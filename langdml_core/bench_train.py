@@ -16,6 +16,8 @@ import copy
 import statistics
 import time
 
+from langdml_core.bench import interleaved
+
 
 def bench_train(
     backbone: str = "resnet18",
@@ -88,10 +90,7 @@ def bench_train(
         first_round[mode] = one_round(mode)
         if dev.type == "cuda":
             memory[mode] = torch.cuda.max_memory_allocated() / 2**30
-    times: dict[str, list[float]] = {mode: [] for mode in runs}
-    for _ in range(repeats):
-        for mode in runs:
-            times[mode].append(one_round(mode))
+    times = interleaved({mode: lambda mode=mode: one_round(mode) for mode in runs}, repeats)
     median = {mode: statistics.median(t) for mode, t in times.items()}
     return {
         "setup": {
