@@ -126,9 +126,12 @@ class EmbeddingModel(nn.Module):
         self.data_config = _data_config(backbone)
 
     def forward(self, images: torch.Tensor, return_features: bool = False):
-        features = self.backbone(images)  # pooled (B, F): the model was built with num_classes=0
-        embeddings = F.normalize(self.head(features), dim=-1)
-        return (embeddings, features) if return_features else embeddings
+        """Embeddings, and with ``return_features`` also the backbone's unpooled feature map (S2SD pools
+        it its own way)."""
+        feature_map = self.backbone.forward_features(images)
+        pooled = self.backbone.forward_head(feature_map, pre_logits=True)  # (B, F): built with num_classes=0
+        embeddings = F.normalize(self.head(pooled), dim=-1)
+        return (embeddings, feature_map) if return_features else embeddings
 
     def train(self, mode: bool = True) -> EmbeddingModel:
         super().train(mode)

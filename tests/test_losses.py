@@ -22,13 +22,16 @@ NUM_CLASSES, EMBED_DIM, FEATURE_DIM = 6, 8, 5
 BATCH_LABELS = [0, 2, 3, 5]  # 4 of the 6 classes present: proxy-anchor's divisor must count only these
 
 PAPER_HPARAMS: dict[str, dict] = {
+    # method.md sections 6 and 11 (the release, commit b07ac5b): alpha 2, beta 40, base 0.5, margin 0.1.
     "multisimilarity": {
-        "alpha": 2.0, "beta": 40.0, "base": 0.5, "epsilon": 0.1,
-        "distance": "cosine", "miner": "multisimilarity", "reducer": "mean",
+        "formulation": "release", "alpha": 2.0, "beta": 40.0, "base": 0.5, "epsilon": 0.1,
+        "distance": "cosine", "miner": "multisimilarity (inside the loss)", "reducer": "softplus of batch means",
     },
+    # Margin 0.2, class-wise beta 1.2 at lr 5e-4, lower cut-off 0.5, NO upper cut-off, no regulariser.
     "margin": {
-        "margin": 0.2, "beta": 1.2, "nu": 0.0, "beta_lr": 5e-4, "cutoff": 0.5, "nonzero_loss_cutoff": 1.4,
-        "distance": "euclidean", "miner": "distance_weighted", "reducer": "divisor", "classwise_beta": True,
+        "formulation": "release", "margin": 0.2, "beta": 1.2, "nu": 0.0, "beta_lr": 5e-4, "cutoff": 0.5,
+        "nonzero_loss_cutoff": 0.0, "distance": "euclidean", "miner": "distance_weighted_release",
+        "reducer": "nonzero_terms", "classwise_beta": True,
     },
     "proxy_anchor": {
         "alpha": 32.0, "margin": 0.1, "proxy_lr_mult": 100.0,
@@ -50,11 +53,12 @@ PAPER_HPARAMS: dict[str, dict] = {
         "pos_margin": 0.0, "neg_margin": 1.0,
         "distance": "euclidean", "miner": "none", "reducer": "avg_non_zero",
     },
+    # Heads to 1024/1536/2048 as Linear(F, t)-ReLU-Linear(t, t) on avg+max pooled features, T 1, similarity
+    # distillation 0, feature distillation from step 0 (its weight is per cell: langdml_core.paper).
     "s2sd": {
         "base": "multisimilarity", "base_kwargs": {}, "target_dims": [1024, 1536, 2048], "temperature": 1.0,
-        "sim_distill_weight": 0.0, "feat_distill_weight": 50.0, "feat_distill_delay": 1000,
-        "heads": "mlp(F, F) -> relu -> linear(F, d), L2-normalised",
-        "kl": "KL(P_teacher || P_base), teacher detached",
+        "sim_distill_weight": 0.0, "feat_distill_weight": 50.0, "feat_distill_delay": 0, "pool_aggr": True,
+        "head_hidden": "target", "combine": "mean", "kl": "KL(P_head || P_src) * T^2, head side detached",
     },
 }  # fmt: skip
 
@@ -70,9 +74,9 @@ def make_batch(seed: int = 0, spread: float = 0.8) -> tuple[np.ndarray, np.ndarr
     return x / np.linalg.norm(x, axis=1, keepdims=True), labels
 
 
-def make_loss(name: str, seed: int = 0) -> DMLLoss:
+def make_loss(name: str, kwargs: dict | None = None, seed: int = 0) -> DMLLoss:
     torch.manual_seed(seed)
-    loss = build_loss(name, NUM_CLASSES, EMBED_DIM, feature_dim=FEATURE_DIM).double()
+    loss = build_loss(name, NUM_CLASSES, EMBED_DIM, kwargs, feature_dim=FEATURE_DIM).double()
     if name == "margin":  # distinct class-wise betas, so indexing beta by the anchor's class is checked
         with torch.no_grad():
             loss.beta.copy_(1.2 + 0.1 * torch.randn(NUM_CLASSES, dtype=torch.float64))
@@ -99,6 +103,27 @@ def _euclid(x: np.ndarray) -> list[list[float]]:
         [math.sqrt(sum((x[i, k] - x[j, k]) ** 2 for k in range(x.shape[1]))) for j in range(n)]
         for i in range(n)
     ]
+
+
+def _dot(x: np.ndarray) -> list[list[float]]:
+    """Plain dot products: the release's losses take the model's L2-normalised output as it is."""
+    return [
+        [float(sum(a * b for a, b in zip(x[i], x[j], strict=True))) for j in range(len(x))]
+        for i in range(len(x))
+    ]
+
+
+def _euclid_release(x: np.ndarray) -> list[list[float]]:
+    """sqrt(||a - b||^2 + 1e-8), no normalisation (the release's margin loss)."""
+    n = len(x)
+    return [
+        [math.sqrt(sum((x[i, k] - x[j, k]) ** 2 for k in range(x.shape[1])) + 1e-8) for j in range(n)]
+        for i in range(n)
+    ]
+
+
+def _softplus(v: float) -> float:
+    return math.log1p(math.exp(v))
 
 
 def _log1p_sum_exp(values: list[float]) -> float:
@@ -156,6 +181,30 @@ def ref_multisimilarity(x: np.ndarray, y: np.ndarray, h: dict, ctx: dict) -> flo
             _log1p_sum_exp(neg) / h["beta"] if neg else 0.0
         )
     return total / len(y)
+
+
+def ref_multisimilarity_release(x: np.ndarray, y: np.ndarray, h: dict, ctx: dict) -> float:
+    """method.md section 11: softplus(mean_i pos_i) / alpha + softplus(mean_i neg_i) / beta over all anchors."""
+    s = _dot(x)
+    pos_pairs, neg_pairs = ms_mined_pairs(s, y, h["epsilon"])
+    pos_sum, neg_sum = 0.0, 0.0
+    for i in range(len(y)):
+        pos = [-h["alpha"] * (s[i][j] - h["base"]) for a, j in pos_pairs if a == i]
+        neg = [h["beta"] * (s[i][j] - h["base"]) for a, j in neg_pairs if a == i]
+        pos_sum += _log1p_sum_exp(pos) if pos else 0.0
+        neg_sum += _log1p_sum_exp(neg) if neg else 0.0
+    return _softplus(pos_sum / len(y)) / h["alpha"] + _softplus(neg_sum / len(y)) / h["beta"]
+
+
+def ref_margin_release(x: np.ndarray, y: np.ndarray, h: dict, ctx: dict) -> float:
+    """method.md section 11: hinge terms of the mined triplets over the number of non-zero terms."""
+    d, beta = _euclid_release(x), ctx["beta"]
+    terms = []
+    for a, p, n in zip(*ctx["mined"], strict=True):
+        b = beta[y[a]]
+        terms += [max(0.0, d[a][p] - b + h["margin"]), max(0.0, b - d[a][n] + h["margin"])]
+    nonzero = sum(v > 0 for v in terms)
+    return sum(terms) / nonzero if nonzero else sum(terms)
 
 
 def ref_margin(x: np.ndarray, y: np.ndarray, h: dict, ctx: dict) -> float:
@@ -216,16 +265,25 @@ def ref_contrastive(x: np.ndarray, y: np.ndarray, h: dict, ctx: dict) -> float:
     return _avg_non_zero(pos) + _avg_non_zero(neg)  # one AvgNonZeroReducer per sub-loss, summed
 
 
-REFERENCES: dict[str, Callable[[np.ndarray, np.ndarray, dict, dict], float]] = {
-    "multisimilarity": ref_multisimilarity,
-    "margin": ref_margin,
+Reference = Callable[[np.ndarray, np.ndarray, dict, dict], float]
+REFERENCES: dict[str, Reference] = {
+    "multisimilarity": ref_multisimilarity_release,
+    "margin": ref_margin_release,
     "proxy_anchor": ref_proxy_anchor,
     "arcface": ref_arcface,
     "normalized_softmax": ref_normalized_softmax,
     "triplet": ref_triplet,
     "contrastive": ref_contrastive,
-    # S2SD's dml_loss is its base loss; its other terms are checked in test_s2sd_total_matches_reference.
-    "s2sd": lambda x, y, h, ctx: ref_multisimilarity(x, y, PAPER_HPARAMS["multisimilarity"], ctx),
+    # S2SD's dml_loss is half its base loss ((L_src + mean L_t) / 2); the rest: test_s2sd_* below.
+    "s2sd": lambda x, y, h, ctx: (
+        0.5 * ref_multisimilarity_release(x, y, PAPER_HPARAMS["multisimilarity"], ctx)
+    ),
+}
+# The other formulations, as named options: (loss, kwargs, reference).
+VARIANTS: dict[str, tuple[str, dict, Reference]] = {
+    **{name: (name, {}, ref) for name, ref in REFERENCES.items()},
+    "multisimilarity-pml": ("multisimilarity", {"formulation": "pml"}, ref_multisimilarity),
+    "margin-pml": ("margin", {"formulation": "pml", "nonzero_loss_cutoff": 1.4}, ref_margin),
 }
 
 
@@ -235,7 +293,7 @@ def reference_context(loss: DMLLoss, emb: torch.Tensor, labels: torch.Tensor) ->
     for attr in ("beta", "proxies", "weight"):
         if hasattr(loss, attr):
             ctx[attr] = getattr(loss, attr).detach().numpy().copy()
-    if loss.hparams.get("miner") == "distance_weighted":
+    if loss.hparams.get("miner") in ("distance_weighted", "distance_weighted_release"):
         torch.manual_seed(123)
         ctx["mined"] = [t.numpy() for t in loss.mine(emb, labels)]
     return ctx
@@ -263,20 +321,23 @@ def test_fixture_exercises_miners_and_reducers() -> None:
     assert any(v > 0 for v in neg_terms) and any(v <= 0 for v in neg_terms)
 
 
-@pytest.mark.parametrize("name", LOSSES.names())
-def test_matches_numpy_reference(name: str) -> None:
-    assert name in REFERENCES, f"loss {name!r} has no NumPy reference in tests/test_losses.py"
-    loss = make_loss(name)
+def test_every_loss_has_a_reference() -> None:
+    assert sorted(REFERENCES) == sorted(LOSSES.names())
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_matches_numpy_reference(variant: str) -> None:
+    name, kwargs, ref = VARIANTS[variant]
+    loss = make_loss(name, kwargs)
     x_np, y_np = make_batch()
     emb = torch.tensor(x_np, requires_grad=True)
     labels = torch.tensor(y_np)
     ctx = reference_context(loss, emb.detach(), labels)
-    features = torch.randn(len(labels), FEATURE_DIM, dtype=torch.float64)  # used by S2SD only
+    features = torch.randn(len(labels), FEATURE_DIM, 2, 2, dtype=torch.float64)  # used by S2SD only
     torch.manual_seed(123)  # the same RNG state the reference context mined with
     out = loss(emb, labels, features=features)["dml_loss"]
     out.backward()
 
-    ref = REFERENCES[name]
     expected = ref(x_np, y_np, loss.hparams, ctx)
     assert expected > 0
     assert out.item() == pytest.approx(expected, abs=1e-5, rel=1e-7)
@@ -309,7 +370,7 @@ def _distance_weights(x: np.ndarray, y: np.ndarray, cutoff: float, nonzero_cutof
     return w
 
 
-def test_distance_weighted_miner_properties() -> None:
+def test_pml_distance_weighted_miner_properties() -> None:
     rng = np.random.default_rng(1)
     y = np.repeat(np.arange(4), 2)
     x = rng.normal(size=(8, EMBED_DIM))
@@ -324,7 +385,7 @@ def test_distance_weighted_miner_properties() -> None:
     d = np.array(_euclid(x))
     assert d[0, 2] == pytest.approx(0.2) and d[0, 3] == pytest.approx(0.4)
 
-    loss = build_loss("margin", 4, EMBED_DIM)
+    loss = build_loss("margin", 4, EMBED_DIM, {"formulation": "pml", "nonzero_loss_cutoff": 1.4})
     emb, labels = torch.tensor(x), torch.tensor(y)
     torch.manual_seed(0)
     counts = np.zeros((8, 8))
@@ -340,6 +401,43 @@ def test_distance_weighted_miner_properties() -> None:
     freq = counts[sampled] / counts[sampled].sum(axis=1, keepdims=True)
     assert expected[0, 2] == pytest.approx(expected[0, 3]) and expected[0, 2] > 0.2
     np.testing.assert_allclose(freq, expected[sampled], atol=0.06)
+
+
+def test_release_margin_forms_one_triplet_per_anchor_with_negatives_at_any_distance() -> None:
+    """method.md section 11: B triplets, negatives drawn among ALL other-class samples with probability
+    proportional to q(d)^-1 (d clamped below at 0.5), no upper cut-off."""
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(6), 2)
+    x = rng.normal(size=(12, EMBED_DIM))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[4] = -x[0] + 0.05 * rng.normal(size=EMBED_DIM)  # a negative of anchor 0 near the antipode
+    x[4] /= np.linalg.norm(x[4])
+    d = np.array(_euclid_release(x))
+    assert d[0, 4] > 1.9 and (d[y[:, None] != y[None, :]] > 1.4).mean() > 0.3
+
+    loss = build_loss("margin", 6, EMBED_DIM)
+    emb, labels = torch.tensor(x), torch.tensor(y)
+    torch.manual_seed(0)
+    counts = np.zeros((12, 12))
+    draws = 3000
+    for _ in range(draws):
+        a, p, n = (t.numpy() for t in loss.mine(emb, labels))
+        assert len(a) == len(p) == len(n) == 12 and list(a) == list(range(12))
+        assert np.all(y[a] == y[p]) and np.all(a != p) and np.all(y[n] != y[a])
+        np.add.at(counts, (a, n), 1)
+    expected = _distance_weights(x, y, 0.5, math.inf)
+    freq = counts / draws
+    assert freq[d > 1.4].sum() > 0 and freq[0, 4] > 0.1  # far negatives are drawn, often
+    np.testing.assert_allclose(freq, expected, atol=4 * math.sqrt(0.25 / draws))
+
+
+def test_release_margin_loss_is_divided_by_the_non_zero_terms() -> None:
+    loss = make_loss("margin")
+    x, y = (torch.tensor(a) for a in make_batch())
+    indices = (torch.tensor([0, 3]), torch.tensor([1, 4]), torch.tensor([6, 9]))
+    value = loss(x, y, indices=indices)["dml_loss"].item()
+    ctx = {"beta": loss.beta.detach().numpy(), "mined": [t.numpy() for t in indices]}
+    assert value == pytest.approx(ref_margin_release(x.numpy(), y.numpy(), loss.hparams, ctx), rel=1e-12)
 
 
 @pytest.mark.parametrize("name", LOSSES.names())
@@ -393,7 +491,11 @@ def test_unknown_kwarg_names_key_and_suggestion() -> None:
 def test_kwarg_overrides_and_types() -> None:
     loss = build_loss("multisimilarity", NUM_CLASSES, EMBED_DIM, {"beta": 50, "epsilon": 0.2})
     assert loss.hparams["beta"] == 50.0 and isinstance(loss.hparams["beta"], float)
-    assert loss.loss_fn.beta == 50.0 and loss.miner.epsilon == 0.2
+    assert loss.loss_fn.beta == 50.0 and loss.loss_fn.epsilon == 0.2
+    pml = build_loss("multisimilarity", NUM_CLASSES, EMBED_DIM, {"formulation": "pml", "epsilon": 0.2})
+    assert pml.miner.epsilon == 0.2
+    with pytest.raises(ConfigError, match="formulation"):
+        build_loss("margin", NUM_CLASSES, EMBED_DIM, {"formulation": "paper"})
     with pytest.raises(ConfigError, match="loss.kwargs.alpha"):
         build_loss("multisimilarity", NUM_CLASSES, EMBED_DIM, {"alpha": "two"})
     with pytest.raises(ConfigError, match="type_of_triplets"):
@@ -414,7 +516,7 @@ def test_output_contract_and_backward(name: str, labels: list[int]) -> None:
     loss = build_loss(name, 12, EMBED_DIM, feature_dim=FEATURE_DIM)
     torch.manual_seed(0)
     emb = torch.nn.functional.normalize(torch.randn(12, EMBED_DIM), dim=1).requires_grad_()
-    out = loss(emb, torch.tensor(labels), features=torch.randn(12, FEATURE_DIM))
+    out = loss(emb, torch.tensor(labels), features=torch.randn(12, FEATURE_DIM, 2, 2))
     assert "dml_loss" in out and all(key.endswith("_loss") for key in out)
     for value in out.values():
         assert value.ndim == 0 and torch.isfinite(value)
@@ -434,35 +536,51 @@ def _kl_rows_np(teacher: np.ndarray, student: np.ndarray) -> float:
     return total / len(teacher)
 
 
-def test_s2sd_total_matches_reference() -> None:
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"pool_aggr": True, "head_hidden": "target", "combine": "mean"},  # the release
+        {"pool_aggr": False, "head_hidden": "feature", "combine": "sum"},  # langdml before 2026-12
+    ],
+)
+def test_s2sd_total_matches_reference(knobs: dict) -> None:
     kwargs = {
         "target_dims": [6, 9],
         "sim_distill_weight": 2.0,
         "feat_distill_weight": 3.0,
         "feat_distill_delay": 0,
+        "temperature": 0.7,
+        **knobs,
     }
     torch.manual_seed(0)
     loss = build_loss("s2sd", NUM_CLASSES, EMBED_DIM, kwargs, feature_dim=FEATURE_DIM).double()
     x_np, y_np = make_batch()
-    feats = np.random.default_rng(1).normal(size=(len(y_np), FEATURE_DIM))
+    fmap = np.random.default_rng(1).normal(size=(len(y_np), FEATURE_DIM, 2, 3))
+    feats = fmap.mean(axis=(2, 3)) + (fmap.max(axis=(2, 3)) if knobs["pool_aggr"] else 0)
     heads = [
         [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in head if hasattr(m, "weight")]
         for head in loss.heads
     ]
+    assert heads[0][0][0].shape == ((6, FEATURE_DIM) if knobs["head_hidden"] == "target" else (5, 5))
+    t = 0.7
 
     def reference(x: np.ndarray) -> float:
         h = loss.base.hparams
-        total = ref_multisimilarity(x, y_np, h, {})
-        s_base = x @ x.T
+        s_src = x @ x.T / t
+        targets, kls = [], []
         for (w1, b1), (w2, b2) in heads:
             target = _unit(np.maximum(feats @ w1.T + b1, 0) @ w2.T + b2)
-            total += ref_multisimilarity(target, y_np, h, {})
-            total += 2.0 * _kl_rows_np(target @ target.T, s_base)
+            targets.append(ref_multisimilarity_release(target, y_np, h, {}))
+            kls.append(_kl_rows_np(target @ target.T / t, s_src) * t * t)
         pooled = _unit(feats)
-        return total + 3.0 * _kl_rows_np(pooled @ pooled.T, s_base)
+        feat = 3.0 * _kl_rows_np(pooled @ pooled.T / t, s_src) * t * t
+        src = ref_multisimilarity_release(x, y_np, h, {})
+        if knobs["combine"] == "mean":
+            return (src + np.mean(targets)) / 2 + 2.0 * np.mean(kls) + feat
+        return src + sum(targets) + 2.0 * sum(kls) + feat
 
     emb = torch.tensor(x_np, requires_grad=True)
-    terms = loss(emb, torch.tensor(y_np), features=torch.tensor(feats))
+    terms = loss(emb, torch.tensor(y_np), features=torch.tensor(fmap))
     assert set(terms) == {"dml_loss", "s2sd_target_loss", "s2sd_sim_distill_loss", "s2sd_feat_distill_loss"}
     total = sum(terms.values())
     total.backward()
@@ -475,7 +593,16 @@ def test_s2sd_feature_distillation_waits_for_its_delay_and_release_default_has_n
         "s2sd", NUM_CLASSES, EMBED_DIM, {"feat_distill_delay": 2, "target_dims": [4]}, feature_dim=FEATURE_DIM
     )
     x, y = (torch.tensor(a, dtype=torch.float32) for a in make_batch())
-    feats = torch.randn(len(y), FEATURE_DIM)
+    feats = torch.randn(len(y), FEATURE_DIM, 2, 2)
     values = [loss(x, y, features=feats) for _ in range(3)]
     assert [float(v["s2sd_feat_distill_loss"]) > 0 for v in values] == [False, False, True]
     assert all(float(v["s2sd_sim_distill_loss"]) == 0 for v in values)
+
+
+def test_s2sd_refuses_pooled_features_when_it_must_pool_them_itself() -> None:
+    loss = build_loss("s2sd", NUM_CLASSES, EMBED_DIM, {"target_dims": [4]}, feature_dim=FEATURE_DIM)
+    x, y = (torch.tensor(a, dtype=torch.float32) for a in make_batch())
+    with pytest.raises(ValueError, match="pool_aggr"):
+        loss(x, y, features=torch.randn(len(y), FEATURE_DIM))
+    with pytest.raises(ConfigError, match="head_hidden"):
+        build_loss("s2sd", NUM_CLASSES, EMBED_DIM, {"head_hidden": "wide"}, feature_dim=FEATURE_DIM)
