@@ -1,4 +1,5 @@
-"""PNG plots written beside a sweep's table: training curves, metric-vs-hyper-parameter curves, search scatter.
+"""PNG plots written beside a sweep's table: training curves, metric-vs-hyper-parameter curves, search scatter,
+and the paired difference of each guided setup to its no-guidance baseline.
 
 A sweep file asks for curves with ``PLOTS = [{"x": "language.omega", "lines": ["language.guidance"]}]``:
 one line per combination of the ``lines`` keys, mean +- std over seeds of the metric (best test epoch and
@@ -93,3 +94,48 @@ def search_plot(frame: pd.DataFrame, keys: list[str], metric: str, out: Path) ->
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def paired_plot(
+    paired: pd.DataFrame, out: Path, metric: str = METRIC, protocol: str | None = None
+) -> Path | None:
+    """Per guided setup: each seed's difference to the no-guidance baseline (dots), their mean +- std (bar),
+    and the zero line; ``paired`` comes from :func:`langdml_core.report.paired_differences`. One panel, the
+    protocol "last" (or the first one present)."""
+    rows = paired[paired["metric"] == metric] if not paired.empty else paired
+    if rows.empty:
+        return None
+    present = list(dict.fromkeys(rows["protocol"]))
+    protocol = protocol if protocol in present else ("last" if "last" in present else present[0])
+    rows = rows[rows["protocol"] == protocol].reset_index(drop=True)
+    setup = [c for c in rows.columns if c.startswith("cfg.")]
+    # label each setup by the keys that tell the guided setups apart (all of them when only one)
+    shown = [c for c in setup if rows[c].astype(str).nunique() > 1] or setup
+    labels = ["\n".join(f"{_short(c)}={row[c]}" for c in shown) for _, row in rows.iterrows()]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(min(24.0, max(6.0, 1.4 * len(rows) + 2)), 5))
+    ax.axhline(0.0, color="grey", linewidth=1, linestyle="--")
+    for i, row in rows.iterrows():
+        diffs = list(row["diffs"])
+        offsets = [0.12 * (j - (len(diffs) - 1) / 2) / max(1, len(diffs) - 1) for j in range(len(diffs))]
+        ax.scatter([i + o for o in offsets], diffs, color="tab:blue", s=18, alpha=0.7, zorder=3)
+        std = row["std"] if pd.notna(row["std"]) else 0.0
+        ax.errorbar([i + 0.25], [row["mean"]], yerr=[std], fmt="D", color="tab:red", capsize=4, zorder=4)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set(
+        ylabel="test R@1 difference to no guidance (points)"
+        if metric == METRIC
+        else f"{metric} difference to no guidance (points)",
+        title=f"paired by seed ({protocol}): seeds as dots, mean +- std as diamond",
+    )
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _short(column: str) -> str:
+    """``cfg.loss.name`` -> ``loss``, ``cfg.language.omega`` -> ``omega``."""
+    parts = column.removeprefix("cfg.").split(".")
+    return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]

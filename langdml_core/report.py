@@ -3,6 +3,9 @@
 Three model-selection protocols are reported side by side and named: the last epoch, the best TEST epoch
 per metric (what the paper's release did), and, when a validation split exists, the epoch with the best
 validation Recall@1.
+
+Below the main table, every guided setup is compared with its no-guidance baseline on the same seeds
+(paired differences in percentage points and a two-sided paired t-test), see :func:`paired_differences`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ from typing import Any
 import pandas as pd
 
 HEADLINE = ("test/recall_at_1", "test/map_at_r", "test/map_at_1000", "test/nmi")
+PROTOCOLS = ("last", "best_test_epoch", "val_selected")
+PAIRED_METRICS = ("test/recall_at_1", "test/map_at_r")
+GUIDANCE, OMEGA, SEED = "cfg.language.guidance", "cfg.language.omega", "cfg.run.seed"
+PAIRED_TITLE = "Paired difference to no guidance (same seeds)"
 
 
 def trial_rows(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -47,7 +54,7 @@ def trial_rows(records: list[dict[str, Any]]) -> pd.DataFrame:
 def summary_table(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> str:
     """Markdown: one line per setup (varied keys except the seed), mean +- std over seeds."""
     setup = [c for c in frame.columns if c.startswith("cfg.") and c != "cfg.run.seed"]
-    protocols = [p for p in ("last", "best_test_epoch", "val_selected") if f"{p}/test/recall_at_1" in frame]
+    protocols = [p for p in PROTOCOLS if f"{p}/test/recall_at_1" in frame]
     metrics = [m for m in HEADLINE if f"last/{m}" in frame]
     header = [c.removeprefix("cfg.") for c in setup] + ["seeds", "failed"]
     header += [f"{m.removeprefix('test/')} ({p})" for m in metrics for p in protocols]
@@ -74,6 +81,103 @@ def summary_table(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> str
     return "\n".join(lines)
 
 
+def paired_differences(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each guided setup against its no-guidance baseline, paired by seed.
+
+    The baseline of a guided setup (``cfg.language.guidance`` != "none") is the setup with the same varied
+    keys except ``cfg.language.guidance`` == "none" and ``cfg.language.omega`` (a guided setup may carry its
+    own omega; if several baselines differ only in omega, the one with the same omega is used, and a setup
+    whose baseline stays ambiguous is left out). Only seeds with a TERMINATED trial on both sides count.
+
+    One row per guided setup x protocol x metric (test recall_at_1, and map_at_r when present): the setup's
+    ``cfg.*`` keys (without the seed), ``protocol``, ``metric``, ``n`` (pairs), ``mean`` and ``std``
+    (ddof=1) of guided - baseline in percentage points, ``t`` and ``p`` (two-sided paired t-test; NaN when
+    n < 2 or the differences have no variance), ``seeds`` and ``diffs`` (per seed, points). Empty when the
+    frame has no guidance column or no guided setup has a baseline.
+    """
+    setup = [c for c in frame.columns if c.startswith("cfg.") and c != SEED]
+    columns = [*setup, "protocol", "metric", "n", "mean", "std", "t", "p", "seeds", "diffs"]
+    if GUIDANCE not in frame or frame.empty:
+        return pd.DataFrame(columns=columns)
+    ok = frame[frame["status"] == "TERMINATED"] if "status" in frame else frame
+    seeds = ok[SEED] if SEED in ok else pd.Series(0, index=ok.index)  # one seed for all when not varied
+    match = [c for c in setup if c not in (GUIDANCE, OMEGA)]
+    protocols = [p for p in PROTOCOLS if f"{p}/test/recall_at_1" in frame]
+    value_columns = [f"{p}/{m}" for p in protocols for m in PAIRED_METRICS if f"{p}/{m}" in frame]
+    # per setup (all varied keys but the seed, NaN -> None so that keys compare equal): per seed values
+    per_setup: dict[tuple, pd.DataFrame] = {}
+    for key in dict.fromkeys(_key(row) for row in frame[setup].itertuples(index=False)):
+        rows = ok[[_key(row) == key for row in ok[setup].itertuples(index=False)]]
+        per_setup[key] = rows[value_columns].groupby(seeds.loc[rows.index], sort=True).mean()
+    position = {c: i for i, c in enumerate(setup)}
+    out = []
+    for key, guided in per_setup.items():
+        if key[position[GUIDANCE]] in ("none", None):
+            continue
+        candidates = [
+            other
+            for other in per_setup
+            if other[position[GUIDANCE]] == "none"
+            and all(other[position[c]] == key[position[c]] for c in match)
+        ]
+        if len(candidates) > 1 and OMEGA in position:
+            candidates = [c for c in candidates if c[position[OMEGA]] == key[position[OMEGA]]]
+        if len(candidates) != 1:
+            continue
+        baseline = per_setup[candidates[0]]
+        common = guided.index.intersection(baseline.index)
+        for column in value_columns:
+            protocol, metric = column.split("/", 1)
+            pair = pd.DataFrame({"g": guided.loc[common, column], "b": baseline.loc[common, column]}).dropna()
+            if pair.empty:
+                continue
+            diffs = 100 * (pair["g"] - pair["b"])  # fractions in the frame, points in the table
+            n = len(diffs)
+            std = float(diffs.std(ddof=1)) if n > 1 else math.nan
+            t = p = math.nan
+            if n > 1 and std > 1e-9:
+                from scipy import stats
+
+                test = stats.ttest_rel(100 * pair["g"], 100 * pair["b"])
+                t, p = float(test.statistic), float(test.pvalue)
+            out.append(
+                [*key, protocol, metric, n, float(diffs.mean()), std, t, p, tuple(diffs.index), tuple(diffs)]
+            )
+    return pd.DataFrame(out, columns=columns)
+
+
+def paired_table(paired: pd.DataFrame) -> str:
+    """Markdown: one line per guided setup and protocol; per metric the pairs n, the mean difference to no
+    guidance in points, the std of the differences and the paired t-test's p ("n/a" for n < 2 or no
+    variance). Empty string for an empty frame."""
+    if paired.empty:
+        return ""
+    setup = [c for c in paired.columns if c.startswith("cfg.")]
+    metrics = [m for m in PAIRED_METRICS if (paired["metric"] == m).any()]
+    header = [c.removeprefix("cfg.") for c in setup] + ["protocol"]
+    for m in metrics:
+        name = m.removeprefix("test/")
+        header += [f"{name} n", f"{name} diff", f"{name} sd", f"{name} p"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    groups = paired.groupby([*setup, "protocol"], sort=False, dropna=False)
+    for key, group in groups:
+        cells = [str(k) for k in key]
+        for m in metrics:
+            row = group[group["metric"] == m]
+            if row.empty:
+                cells += ["", "", "", ""]
+                continue
+            r = row.iloc[0]
+            cells += [
+                str(int(r["n"])),
+                f"{r['mean']:+.2f}",
+                "n/a" if math.isnan(r["std"]) else f"{r['std']:.2f}",
+                "n/a" if math.isnan(r["p"]) else f"{r['p']:.3g}",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_report(sweep, records: list[dict[str, Any]], out_dir: Path) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     order = {trial.name: i for i, trial in enumerate(sweep.trials)}
@@ -86,16 +190,28 @@ def write_report(sweep, records: list[dict[str, Any]], out_dir: Path) -> str:
         "epoch on the TEST split (the paper's release protocol, optimistic); val_selected = test metrics at the "
         "epoch with the best validation recall_at_1 (only with data.val_classes).\n\n" + table + "\n"
     )
+    paired = paired_table(paired_differences(frame))
+    if paired:
+        text += (
+            f"\n## {PAIRED_TITLE}\n\nEach guided setup minus the no-guidance setup with the same other varied keys "
+            "(omega aside), on the seeds that finished in both; in percentage points. n = pairs, diff = mean "
+            "difference, sd = std of the differences (ddof=1), p = two-sided paired t-test (n/a for fewer than "
+            "two pairs or no variance).\n\n" + paired + "\n"
+        )
     (out_dir / "table.md").write_text(text)
     write_plots(sweep, records, frame, out_dir)
     return text
 
 
 def write_plots(sweep, records: list[dict[str, Any]], frame: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """curves.png (every trial's test curve and loss) and one PNG per entry of the sweep file's PLOTS."""
+    """curves.png (every trial's test curve and loss), paired.png (each guided setup's per-seed difference to no
+    guidance, when there is a baseline) and one PNG per entry of the sweep file's PLOTS."""
     from langdml_core import plots
 
     written = [plots.training_curves(records, out_dir / "curves.png")]
+    paired = paired_differences(frame)
+    if not paired.empty:
+        written.append(plots.paired_plot(paired, out_dir / "paired.png"))
     for spec in getattr(sweep.module, "PLOTS", []):
         name = spec["x"].rsplit(".", 1)[-1]
         written.append(
@@ -129,6 +245,11 @@ def _mean_std(values) -> str:
         return ""
     values = 100 * values  # fractions in trials.parquet, percent in the table (the paper's unit)
     return f"{values.mean():.2f} +- {values.std(ddof=0):.2f}" if len(values) > 1 else f"{values.mean():.2f}"
+
+
+def _key(values) -> tuple:
+    """A setup key whose missing values (NaN, None) compare equal to each other."""
+    return tuple(None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values)
 
 
 def _finite(value: Any) -> bool:

@@ -1,6 +1,22 @@
-"""The results table: mean +- std over seeds in percent, the paper's number and the difference."""
+"""The results table: mean +- std over seeds in percent, the paper's number and the difference; the paired
+comparison of each guided setup with its no-guidance baseline on the same seeds (against a naive reference)."""
 
-from langdml_core.report import paper_results, summary_table, trial_rows
+import math
+from types import SimpleNamespace
+
+from scipy import stats
+
+from langdml_core import plots
+from langdml_core.report import (
+    PAIRED_TITLE,
+    paired_differences,
+    paired_table,
+    paper_results,
+    summary_table,
+    trial_rows,
+    write_plots,
+    write_report,
+)
 
 
 def record(seed, curve, status="TERMINATED"):
@@ -34,3 +50,179 @@ def test_table_reports_percent_over_seeds_with_the_paper_and_the_failures():
         & (paper["metric"] == "recall@1")
     ]["mean"].iloc[0]
     assert cells["paper R@1"] == f"{ref:.1f}" and cells["diff (best_test_epoch)"] == f"{63.0 - ref:+.1f}"
+
+
+# Last-epoch test R@1 (fractions) per (loss, guidance), seeds 0, 1, 2; map_at_r is half of it.
+LAST = {
+    ("multisimilarity", "none"): [0.60, 0.62, 0.64],
+    ("multisimilarity", "elg"): [0.62, 0.65, 0.66],  # +2, +3, +2 points
+    ("multisimilarity", "plg"): [0.61, 0.62, 0.66],  # +1, 0, +2
+    ("margin", "none"): [0.50, 0.55, 0.52],
+    ("margin", "elg"): [0.53, 0.56, 0.90],  # seed 2 fails: +3, +1 (the 0.90 must not count)
+    ("margin", "plg"): [0.50, 0.55, 0.52],  # 0, 0, 0: no variance, no p
+}
+FAILED = {("margin", "elg", 2)}
+OMEGA = {"none": 0.0, "elg": 7.5, "plg": 5.0}  # guided setups carry their own omega
+EARLY = {("multisimilarity", "none", 0): 0.70}  # a first epoch better than the last: best_test_epoch differs
+
+
+def guided_record(loss, guidance, seed):
+    last = LAST[(loss, guidance)][seed]
+    first = EARLY.get((loss, guidance, seed), last - 0.01)
+    history = [
+        {"epoch": e, "test/recall_at_1": r, "test/map_at_r": r / 2} for e, r in enumerate([first, last], 1)
+    ]
+    varied = {
+        "data.name": "cub200",
+        "loss.name": loss,
+        "language.guidance": guidance,
+        "language.omega": OMEGA[guidance],
+        "run.seed": seed,
+    }
+    status = "ERROR" if (loss, guidance, seed) in FAILED else "TERMINATED"
+    return {"name": f"{loss}-{guidance}-{seed}", "varied": varied, "status": status, "history": history}
+
+
+def guided_records():
+    return [guided_record(loss, g, s) for (loss, g) in LAST for s in range(3)]
+
+
+def naive(loss, guidance, protocol="last", scale=1.0):
+    """The reference: per seed differences in points, mean, sd (ddof=1), t = mean / (sd / sqrt(n)), p."""
+    diffs = []
+    for seed in range(3):
+        if (loss, guidance, seed) in FAILED or (loss, "none", seed) in FAILED:
+            continue
+        values = []
+        for g in (guidance, "none"):
+            last = LAST[(loss, g)][seed]
+            first = EARLY.get((loss, g, seed), last - 0.01)
+            values.append(scale * (max(first, last) if protocol == "best_test_epoch" else last))
+        diffs.append(100 * (values[0] - values[1]))
+    n = len(diffs)
+    mean = sum(diffs) / n
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    t = mean / (sd / math.sqrt(n)) if sd > 1e-9 else math.nan
+    p = 2 * stats.t.sf(abs(t), n - 1) if sd > 1e-9 else math.nan
+    return n, mean, sd, t, p
+
+
+def table_rows(markdown):
+    header, _, *rows = markdown.splitlines()
+    names = [c.strip() for c in header.strip("|").split("|")]
+    return [dict(zip(names, [c.strip() for c in row.strip("|").split("|")], strict=True)) for row in rows]
+
+
+def test_paired_differences_match_the_naive_reference():
+    frame = trial_rows(guided_records())
+    paired = paired_differences(frame)
+    # 2 losses x 2 guided modes x 2 protocols x 2 metrics
+    assert len(paired) == 16
+    for _, row in paired.iterrows():
+        loss, guidance = row["cfg.loss.name"], row["cfg.language.guidance"]
+        scale = 0.5 if row["metric"] == "test/map_at_r" else 1.0
+        n, mean, sd, t, p = naive(loss, guidance, row["protocol"], scale)
+        assert row["n"] == n and math.isclose(row["mean"], mean, abs_tol=1e-9)
+        assert math.isclose(row["std"], sd, abs_tol=1e-9)
+        if math.isnan(t):
+            assert math.isnan(row["t"]) and math.isnan(row["p"])
+        else:
+            assert math.isclose(row["t"], t, rel_tol=1e-6) and math.isclose(row["p"], p, rel_tol=1e-6)
+    # by hand: multisimilarity + ELG, last epoch: +2, +3, +2 points -> mean 7/3, sd sqrt(1/3), t = 7
+    ms_elg = paired[
+        (paired["cfg.loss.name"] == "multisimilarity")
+        & (paired["cfg.language.guidance"] == "elg")
+        & (paired["protocol"] == "last")
+        & (paired["metric"] == "test/recall_at_1")
+    ].iloc[0]
+    assert ms_elg["n"] == 3 and math.isclose(ms_elg["mean"], 7 / 3) and math.isclose(ms_elg["t"], 7.0)
+    assert math.isclose(ms_elg["std"], math.sqrt(1 / 3)) and ms_elg["seeds"] == (0, 1, 2)
+    # the failed margin + ELG seed 2 is not paired
+    margin_elg = paired[(paired["cfg.loss.name"] == "margin") & (paired["cfg.language.guidance"] == "elg")]
+    assert set(margin_elg["n"]) == {2} and all(s == (0, 1) for s in margin_elg["seeds"])
+
+
+def test_paired_table_prints_the_numbers_in_points():
+    table = paired_table(paired_differences(trial_rows(guided_records())))
+    rows = {(r["loss.name"], r["language.guidance"], r["protocol"]): r for r in table_rows(table)}
+    assert set(rows) == {
+        (loss, g, p)
+        for loss in ("multisimilarity", "margin")
+        for g in ("elg", "plg")
+        for p in ("last", "best_test_epoch")
+    }
+    ms_elg = rows[("multisimilarity", "elg", "last")]
+    assert ms_elg["recall_at_1 n"] == "3" and ms_elg["recall_at_1 diff"] == "+2.33"
+    assert ms_elg["recall_at_1 sd"] == "0.58" and ms_elg["recall_at_1 p"] == f"{2 * stats.t.sf(7.0, 2):.3g}"
+    assert ms_elg["map_at_r diff"] == "+1.17" and ms_elg["map_at_r sd"] == "0.29"
+    assert ms_elg["language.omega"] == "7.5"  # the guided setup's own omega (its baseline's is 0.0)
+    # best epoch: the baseline's seed 0 peaked at 70: -8, +3, +2 -> mean -1, sd sqrt(37)
+    best = rows[("multisimilarity", "elg", "best_test_epoch")]
+    t = -1 / (math.sqrt(37) / math.sqrt(3))
+    assert best["recall_at_1 diff"] == "-1.00" and best["recall_at_1 sd"] == f"{math.sqrt(37):.2f}"
+    assert best["recall_at_1 p"] == f"{2 * stats.t.sf(abs(t), 2):.3g}"
+    ms_plg = rows[("multisimilarity", "plg", "last")]  # +1, 0, +2: mean 1, sd 1, t = sqrt(3)
+    assert ms_plg["recall_at_1 diff"] == "+1.00" and ms_plg["recall_at_1 sd"] == "1.00"
+    assert ms_plg["recall_at_1 p"] == f"{2 * stats.t.sf(math.sqrt(3), 2):.3g}"
+    margin_elg = rows[("margin", "elg", "last")]  # +3, +1 (seed 2 failed): mean 2, sd sqrt(2), t = 2
+    assert margin_elg["recall_at_1 n"] == "2" and margin_elg["recall_at_1 diff"] == "+2.00"
+    assert margin_elg["recall_at_1 sd"] == "1.41"
+    assert margin_elg["recall_at_1 p"] == f"{2 * stats.t.sf(2.0, 1):.3g}"
+    margin_plg = rows[("margin", "plg", "last")]  # identical runs: no variance, no p
+    assert margin_plg["recall_at_1 diff"] == "+0.00" and margin_plg["recall_at_1 sd"] == "0.00"
+    assert margin_plg["recall_at_1 p"] == "n/a"
+
+
+def test_a_single_pair_has_no_std_and_no_p():
+    records = [guided_record("multisimilarity", g, 0) for g in ("none", "elg")]
+    row = table_rows(paired_table(paired_differences(trial_rows(records))))[0]
+    assert row["recall_at_1 n"] == "1" and row["recall_at_1 diff"] == "+2.00"
+    assert row["recall_at_1 sd"] == "n/a" and row["recall_at_1 p"] == "n/a"
+
+
+def test_the_baseline_with_the_same_omega_wins_when_several_differ_only_in_omega():
+    records = [guided_record("multisimilarity", g, s) for g in ("none", "elg") for s in range(3)]
+    for seed in range(3):  # a second baseline at the guided omega, 1 point below the guided runs
+        other = guided_record("multisimilarity", "none", seed)
+        other["varied"]["language.omega"] = 7.5
+        other["history"] = [{"epoch": 1, "test/recall_at_1": LAST[("multisimilarity", "elg")][seed] - 0.01}]
+        records.append(other)
+    paired = paired_differences(trial_rows(records))
+    last = paired[(paired["protocol"] == "last") & (paired["metric"] == "test/recall_at_1")].iloc[0]
+    assert [round(d, 9) for d in last["diffs"]] == [1.0, 1.0, 1.0]
+
+
+def test_no_guidance_column_or_no_baseline_means_no_paired_section(tmp_path):
+    frame = trial_rows([record(0, [0.50, 0.60]), record(1, [0.66, 0.64])])
+    without = frame.drop(columns="cfg.language.guidance")
+    assert paired_differences(without).empty and paired_table(paired_differences(without)) == ""
+    assert paired_differences(frame).empty  # guidance present, but only "none"
+    only_guided = [guided_record("multisimilarity", "elg", s) for s in range(3)]
+    assert paired_differences(trial_rows(only_guided)).empty
+    sweep = SimpleNamespace(name="plain", path="sweeps/plain.py", trials=[], module=SimpleNamespace())
+    text = write_report(sweep, [record(0, [0.50, 0.60]), record(1, [0.66, 0.64])], tmp_path)
+    assert PAIRED_TITLE not in text and not (tmp_path / "paired.png").exists()
+
+
+def test_write_report_adds_the_paired_section_and_plot(tmp_path):
+    sweep = SimpleNamespace(name="guided", path="sweeps/guided.py", trials=[], module=SimpleNamespace())
+    text = write_report(sweep, guided_records(), tmp_path)
+    assert (tmp_path / "table.md").read_text() == text
+    main, paired = text.split(f"## {PAIRED_TITLE}")
+    assert "| loss.name |" in main  # the main table comes first
+    assert "| multisimilarity | elg | 7.5 | last | 3 | +2.33 | 0.58 |" in paired
+    assert (tmp_path / "paired.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_paired_plot_directly_and_through_write_plots(tmp_path):
+    records = guided_records()
+    frame = trial_rows(records)
+    out = plots.paired_plot(paired_differences(frame), tmp_path / "direct.png")
+    assert out == tmp_path / "direct.png" and out.read_bytes()[:4] == b"\x89PNG"
+    sweep = SimpleNamespace(module=SimpleNamespace())
+    written = write_plots(sweep, records, frame, tmp_path)
+    assert tmp_path / "paired.png" in written and (tmp_path / "paired.png").read_bytes()[:4] == b"\x89PNG"
+    assert (
+        plots.paired_plot(paired_differences(frame.drop(columns="cfg.language.guidance")), tmp_path / "x.png")
+        is None
+    )
