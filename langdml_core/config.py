@@ -36,6 +36,10 @@ class DataConfig:
     """Evaluation resize (short side) before the centre crop; 0 = image_size * 256 / 224."""
     samples_per_class: int = 2
     """Images per class in each training batch (m in the m-per-class sampler)."""
+    sampler: str = "balanced"
+    """Batch sampler: balanced (distinct classes, every class each epoch) or release (class_random: classes and images drawn with replacement, N // B batches)."""
+    split: str = "official"
+    """Train/test classes: official (cars196: ids 1-98 train) or release (cars196: first 98 names in sorted() order; cub200, sop: = official)."""
     val_classes: int = 0
     """Number of training classes held out as a class-disjoint validation split (0 = none)."""
     num_workers: int = 0
@@ -106,6 +110,8 @@ class LanguageConfig:
     """PLG: local weights of that classifier (empty = packaged or cached weights)."""
     plg_average: str = "logits"
     """PLG: average logits (release) or softmax outputs (paper text) over a class's images."""
+    plg_transform: str = "classifier"
+    """PLG preprocessing: classifier (its own timm eval transform) or release (Resize 256, zero-padded CenterCrop 299, ImageNet mean/std)."""
     mask_same_class: bool = True
     """Overwrite same-class entries in both similarity matrices (paper); False is an ablation."""
     shuffle_texts: bool = False
@@ -136,6 +142,10 @@ class EvalConfig:
     """k values of Recall@k."""
     batch_size: int = 128
     """Batch size for embedding the evaluation splits."""
+    precision: str = "fp32"
+    """Autocast when embedding the evaluation splits: fp32 (the release), bf16, or auto (bf16 on CUDA, else fp32)."""
+    nmi_clusters: str = "test"
+    """k of the NMI k-means: test (the evaluated split's number of classes) or train (number of training classes, the release)."""
 
 
 @dataclass
@@ -154,8 +164,8 @@ class RunConfig:
     """Show a progress bar for local runs (only when stderr is a terminal)."""
     max_steps_per_epoch: int = 0
     """Cap on training steps per epoch for smoke tests (0 = a full epoch)."""
-    precision: str = "auto"
-    """Autocast of the model forward: auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32; losses stay fp32."""
+    precision: str = "fp32"
+    """Autocast of the training forward: fp32 (the release; bf16's parity not yet shown on a GPU), bf16, or auto (bf16 on CUDA); losses stay fp32."""
     memory_format: str = "auto"
     """Model and batch layout: auto (channels_last on CUDA, else contiguous), channels_last, contiguous."""
     compile: bool = False
@@ -174,12 +184,17 @@ SECTIONS: dict[str, type] = {
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.layout": ("auto", "official", "folders"),
+    "data.sampler": ("balanced", "release"),
+    "data.split": ("official", "release"),
     "model.pool": ("avg", "max", "avgmax"),
     "language.guidance": ("none", "elg", "plg"),
     "language.direction": ("img||lang", "lang||img"),
     "language.plg_average": ("logits", "softmax"),
+    "language.plg_transform": ("classifier", "release"),
     "language.pooling": ("auto", "pooler", "cls", "mean", "last"),
     "optim.name": ("adam", "adamw"),
+    "eval.precision": ("fp32", "bf16", "auto"),
+    "eval.nmi_clusters": ("test", "train"),
     "run.precision": ("auto", "bf16", "fp32"),
     "run.memory_format": ("auto", "channels_last", "contiguous"),
 }

@@ -85,13 +85,18 @@ _CHUNK_BYTES = 1 << 29
 
 @torch.no_grad()
 def embed(
-    model: torch.nn.Module, loader: DataLoader, device: torch.device
+    model: torch.nn.Module, loader: DataLoader, device: torch.device, precision: str = "fp32"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings (N, D) float32 on CPU and labels (N,) int64 of a whole split, model in eval mode."""
+    """Embeddings (N, D) float32 on CPU and labels (N,) int64 of a whole split, model in eval mode.
+
+    ``precision`` (``eval.precision``): "fp32" (no autocast, the release), "bf16" (bf16 autocast on any
+    device), "auto" (bf16 on CUDA, else fp32)."""
+    if precision not in ("fp32", "bf16", "auto"):
+        raise ValueError(f"precision={precision!r} must be 'fp32', 'bf16' or 'auto'")
     was_training = model.training
     model.eval()
     chunks, labels = [], []
-    use_amp = device.type == "cuda"
+    use_amp = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     for images, y in loader:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             out = model(images.to(device, non_blocking=True))
@@ -104,6 +109,17 @@ def embed(
 # --------------------------------------------------------------------------------------------------
 # Inputs, options, matrix products
 # --------------------------------------------------------------------------------------------------
+
+
+def nmi_clusters_k(clusters: str, train_classes: int, split_size: int) -> int | None:
+    """``nmi_k`` for :func:`retrieval_metrics` from ``eval.nmi_clusters``: None for "test" (k = the number of
+    classes of the evaluated split), the number of training classes for "train" (the release), capped at
+    the split's size (k-means needs k <= N; the k used is logged as ``nmi_k``)."""
+    if clusters == "test":
+        return None
+    if clusters == "train":
+        return min(int(train_classes), int(split_size))
+    raise ValueError(f"nmi clusters={clusters!r} must be 'test' or 'train'")
 
 
 def _as_inputs(embeddings, labels, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,7 +28,7 @@ from langdml_core.config import TrialConfig
 from langdml_core.data import build_dataset, eval_loader, loader_images, train_loader
 from langdml_core.data.transforms import eval_resize, eval_transform, train_transform
 from langdml_core.errors import ConfigError, NonFiniteLossError
-from langdml_core.evaluate import embed, retrieval_metrics
+from langdml_core.evaluate import embed, nmi_clusters_k, retrieval_metrics
 from langdml_core.language.guidance import LanguageGuidance
 from langdml_core.language.tables import build_table, write_pseudo_labels
 from langdml_core.losses import build_loss
@@ -49,7 +49,7 @@ def train_trial(
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
     # ---- determinism and device --------------------------------------------------------------
-    seed_everything(cfg.run.seed)
+    seed_everything(cfg.run.seed)  # random-init backbones draw from here
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     device = resolve_device(cfg.run.device)
@@ -73,6 +73,7 @@ def train_trial(
         samples_per_class=cfg.data.samples_per_class,
         seed=cfg.run.seed,
         num_workers=cfg.data.num_workers,
+        sampler=cfg.data.sampler,
     )
     to_eval = eval_transform(image_size, norm["mean"], norm["std"], norm["interpolation"], cfg.data.resize)
     eval_splits = {"test": dataset.test, **({"val": dataset.val} if dataset.val is not None else {})}
@@ -82,6 +83,13 @@ def train_trial(
         )
         for name, split in eval_splits.items()
     }
+    guidance = build_guidance(cfg, dataset.train, device, out_dir)
+
+    # Frozen work above (weight conversion, language tables, PLG pseudo-labels) may or may not have run,
+    # depending on what the cache held: start every random draw of training from the seed again, so the
+    # trainable head, loss parameters, augmentation and sampling do not depend on the cache's state.
+    seed_everything(cfg.run.seed)
+    model.head.reset_parameters()
     criterion = build_loss(
         cfg.loss.name,
         dataset.train.num_classes,
@@ -89,7 +97,6 @@ def train_trial(
         cfg.loss.kwargs,
         feature_dim=model.backbone.num_features,
     ).to(device)
-    guidance = build_guidance(cfg, dataset.train, device, out_dir)
     optimizer = build_optimizer(cfg, model, criterion)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=cfg.optim.milestones, gamma=cfg.optim.gamma
@@ -158,8 +165,9 @@ def train_trial(
         if epoch % cfg.eval.every == 0 or epoch == cfg.run.epochs:
             eval_started = time.perf_counter()
             for split, split_loader in eval_loaders.items():
-                emb, lab = embed(model, split_loader, device)
-                for key, value in retrieval_metrics(emb, lab, ks=cfg.eval.ks).items():
+                emb, lab = embed(model, split_loader, device, precision=cfg.eval.precision)
+                k = nmi_clusters_k(cfg.eval.nmi_clusters, dataset.train.num_classes, len(lab))
+                for key, value in retrieval_metrics(emb, lab, ks=cfg.eval.ks, nmi_k=k).items():
                     row[f"{split}/{key}"] = value
             row["time/eval_seconds"] = time.perf_counter() - eval_started
         history.append(row)

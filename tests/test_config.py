@@ -35,6 +35,28 @@ def test_unknown_section_is_refused():
         TrialConfig.from_dict({"optm": {"lr": 1}})
 
 
+def test_release_recipe_options_default_to_the_standard_protocol_and_fp32():
+    """Issue 12: each release variant is a named option; the defaults stay the standard ones, and fp32."""
+    cfg = TrialConfig()
+    assert (cfg.data.sampler, cfg.data.split, cfg.language.plg_transform) == (
+        "balanced",
+        "official",
+        "classifier",
+    )
+    assert (cfg.eval.nmi_clusters, cfg.eval.precision, cfg.run.precision) == ("test", "fp32", "fp32")
+    release = TrialConfig.from_dict(
+        {
+            "data.sampler": "release",
+            "data.split": "release",
+            "language.plg_transform": "release",
+            "eval.nmi_clusters": "train",
+            "eval.precision": "bf16",
+            "run.precision": "auto",
+        }
+    )
+    assert release.flat()["data.split"] == "release"  # logged with the config (config.json, tracking)
+
+
 @pytest.mark.parametrize(
     "key,value,fragment",
     [
@@ -48,6 +70,11 @@ def test_unknown_section_is_refused():
         ("optim.batch_size", 2, "fewer than 2 classes"),
         ("language.prompt", "a photo", "must contain"),
         ("run.device", "tpu", "expected auto, cpu"),
+        ("data.sampler", "class_random", "expected one of: balanced, release"),
+        ("data.split", "releas", "did you mean 'release'"),
+        ("language.plg_transform", "timm", "expected one of: classifier, release"),
+        ("eval.precision", "fp16", "expected one of: fp32, bf16, auto"),
+        ("eval.nmi_clusters", "val", "expected one of: test, train"),
     ],
 )
 def test_bad_values_give_one_sentence(key, value, fragment):

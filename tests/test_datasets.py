@@ -228,6 +228,84 @@ def test_cars_missing_root_and_mat(tmp_path):
         cars196.build_cars196(tmp_path, layout="official")
 
 
+# --- the release's split (data.split=release) ---
+
+
+def release_train_ids(names: list[str]) -> set[int]:
+    """The release, restated: class names sorted with Python's sorted(), the first 98 are train."""
+    return {names.index(name) + 1 for name in sorted(names)[:98]}
+
+
+@pytest.mark.parametrize("layout", ["official", "folders"])
+def test_cars_release_split_is_the_first_98_sorted_names(tmp_path, layout):
+    if layout == "official":
+        make_cars_official(tmp_path)
+    else:
+        make_cars_folders(tmp_path, "txt")
+    official = cars196.build_cars196(tmp_path, check_counts=False)
+    release = cars196.build_cars196(tmp_path, check_counts=False, split="release")
+    assert (official.info["split"], release.info["split"]) == ("official", "release")
+    # Predicted: "Audi ..." (id 99) and "Ram ..." (id 100) sort among the first 98 names, "Yaris" and "Zonda"
+    # (ids 2 and 1) last: exactly the four classes with images swap sides.
+    predicted = release_train_ids(CARS_NAMES)
+    assert {99, 100} <= predicted and not {1, 2} & predicted
+    assert cars196.train_class_ids(CARS_NAMES, "release") == predicted
+    check_cars(official)
+    check_split(release.train, [99, 100], ["Audi A4 Sedan 2003", "Ram C/V Cargo Van Minivan 2012"], [1, 3])
+    check_split(release.test, [1, 2], ["Zonda Roadster 2001", "Yaris Hatchback 2002"], [2, 1])
+    assert sorted(release.train.paths + release.test.paths) == sorted(
+        official.train.paths + official.test.paths
+    )
+
+
+def test_cub_and_sop_release_split_equals_official(tmp_path):
+    make_cub(tmp_path / "cub")
+    make_sop(tmp_path / "sop")
+    for build, root in ((cub200.build_cub200, tmp_path / "cub"), (sop.build_sop, tmp_path / "sop")):
+        official = build(root, check_counts=False)
+        release = build(root, check_counts=False, split="release")
+        for a, b in ((official.train, release.train), (official.test, release.test)):
+            assert (a.class_ids, a.paths, a.labels.tolist()) == (b.class_ids, b.paths, b.labels.tolist())
+
+
+def test_unknown_or_unavailable_split_is_refused(tmp_path):
+    make_cars_official(tmp_path)
+    with pytest.raises(
+        DatasetError, match=r"data.split='relase' is not available \(did you mean 'release'\?\)"
+    ):
+        cars196.build_cars196(tmp_path, check_counts=False, split="relase")
+    make_folder(tmp_path / "own")
+    with pytest.raises(DatasetError, match=r"folder: data.split='release' is not available.*cub200, cars196"):
+        folder.build_folder(tmp_path / "own", split="release")
+    with pytest.raises(DatasetError, match=r"demo: data.split='release' is not available"):
+        DATASETS.create("demo", "", split="release")
+
+
+def test_real_cars_class_names_and_how_many_classes_the_release_split_moves():
+    """The packaged official names (provenance in the file's header): how many classes are train in one
+    split and test in the other. Printed (pytest -s) and recorded in the cars196 module docstring."""
+    names = cars196.packaged_class_names()
+    assert len(names) == len(set(names)) == 196
+    assert names[0] == "AM General Hummer SUV 2000" and names[1] == "Acura RL Sedan 2012"
+    assert names[97] == "Eagle Talon Hatchback 1998" and names[98] == "FIAT 500 Abarth 2012"  # ids 98, 99
+    assert names[-1] == "smart fortwo Convertible 2012"
+    assert sorted(names)[:2] == ["AM General Hummer SUV 2000", "Acura Integra Type R 2001"]  # byte order
+    assert sorted(names) != names  # the official order is not alphabetical
+
+    official = set(range(1, 99))
+    release = release_train_ids(names)
+    assert cars196.train_class_ids(names, "official") == official
+    assert cars196.train_class_ids(names, "release") == release
+    moved = official ^ release  # train in one split, test in the other
+    print(f"\nCARS196: the release split and the official split disagree on {len(moved)} classes")
+    assert len(release) == 98 and 0 <= len(moved) <= 196 and len(moved) % 2 == 0  # sanity only
+    # Folder names cannot hold '/': mirrors write '-' (or ':') for "Ram C/V ...", which sorts the same.
+    for sep in "-:":
+        assert release_train_ids([n.replace("/", sep) for n in names]) == release
+    # the number recorded in the docstring is the one computed here
+    assert f"disagree on {len(moved)} classes" in " ".join(cars196.__doc__.split())
+
+
 # --- Stanford Online Products ---
 
 SOP_TRAIN = [

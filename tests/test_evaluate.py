@@ -425,3 +425,35 @@ def test_bench_eval_command_runs_small(capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "DISAGREE" not in out and "langdml / AccuracyCalculator" in out and "peak memory" in out
+
+
+# ---- eval.precision and eval.nmi_clusters --------------------------------------------------------------
+
+
+def test_embed_is_exact_fp32_by_default_and_bf16_only_when_asked():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 16)
+    )
+    images, labels = torch.randn(20, 3, 8, 8), torch.arange(20) % 4
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=7)
+    with torch.no_grad():
+        reference = torch.cat([model(x) for x, _ in loader])
+    cpu = torch.device("cpu")
+    for precision in ("fp32", "auto"):  # auto: bf16 on CUDA only
+        emb, lab = evaluate.embed(model, loader, cpu, precision=precision)
+        assert torch.equal(emb, reference) and torch.equal(lab, labels)
+    assert torch.equal(evaluate.embed(model, loader, cpu)[0], reference)  # fp32 is the default
+    bf16, _ = evaluate.embed(model, loader, cpu, precision="bf16")
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, reference)
+    torch.testing.assert_close(bf16, reference, rtol=0.05, atol=0.05)  # the same model, rounded
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        evaluate.embed(model, loader, cpu, precision="fp16")
+
+
+def test_nmi_clusters_k_follows_the_option():
+    assert evaluate.nmi_clusters_k("test", 98, 8131) is None  # retrieval_metrics: the split's own classes
+    assert evaluate.nmi_clusters_k("train", 98, 8131) == 98  # the release: training classes
+    assert evaluate.nmi_clusters_k("train", 98, 50) == 50  # k-means needs k <= N
+    with pytest.raises(ValueError, match="'test' or 'train'"):
+        evaluate.nmi_clusters_k("val", 98, 8131)

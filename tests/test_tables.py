@@ -134,3 +134,64 @@ def test_weights_fingerprint_changes_with_the_file(tmp_path):
     first = tables.weights_fingerprint("x", str(path))
     path.write_bytes(b"b" * 10)
     assert tables.weights_fingerprint("x", str(path)) != first
+
+
+# ---- PLG preprocessing: language.plg_transform ---------------------------------------------------------
+
+
+def test_plg_transform_choices_match_the_registry():
+    from langdml_core.config import CHOICES
+
+    assert tuple(tables.PLG_TRANSFORMS) == CHOICES["language.plg_transform"]
+
+
+def test_release_plg_transform_pads_the_short_side_black():
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(1, 256, size=(300, 200, 3), dtype=np.uint8)  # 200 wide, 300 high; no black
+    out = tables.release_transform()(Image.fromarray(pixels))
+    assert out.shape == (3, 299, 299)
+    # Resize(256): 256 x 384; CenterCrop(299) crops the height and pads the width by 43 (21 left, 22 right)
+    mean, std = torch.tensor(tables.IMAGENET_MEAN), torch.tensor(tables.IMAGENET_STD)
+    black = ((0 - mean) / std)[:, None, None]
+    for border in (out[:, :, :21], out[:, :, -22:]):
+        assert torch.equal(border, black.expand_as(border))
+    centre = out[:, :, 21:-22]
+    assert not (centre == black).all(dim=0).any()  # every centre pixel differs from the padding somewhere
+    assert (tables.IMAGENET_MEAN, tables.IMAGENET_STD) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def test_plg_transform_is_part_of_the_cache_key_and_changes_the_scores(cache, small_train, tiny_classifier):
+    def scores(transform):
+        return imagenet_class_scores(
+            small_train,
+            "test_efficientnet",
+            tiny_classifier,
+            "logits",
+            torch.device("cpu"),
+            transform=transform,
+        )
+
+    before = MODEL_LOADS["classifier"]
+    classifier, release = scores("classifier"), scores("release")
+    assert MODEL_LOADS["classifier"] == before + 2  # a different key: computed, not read from the cache
+    assert not np.allclose(classifier, release)
+    np.testing.assert_array_equal(scores("release"), release)
+    assert MODEL_LOADS["classifier"] == before + 2  # now both are cached
+    with pytest.raises(ValueError, match="Unknown PLG transform 'relase'"):
+        scores("relase")
+
+
+def test_build_table_passes_the_configured_plg_transform(monkeypatch, small_train):
+    seen = {}
+
+    def fake_scores(train, classifier, weights_file, average, device, **kwargs):
+        seen.update(kwargs)
+        return np.tile(np.arange(1000.0), (train.num_classes, 1))
+
+    monkeypatch.setattr(tables, "imagenet_class_scores", fake_scores)
+    monkeypatch.setattr(tables, "encode_cached", lambda texts, *a: np.ones((len(texts), 4), np.float32))
+    cfg = LanguageConfig(guidance="plg", topk=2, plg_transform="release")
+    build_table(cfg, small_train, seed=0, device=torch.device("cpu"))
+    assert seen == {"transform": "release"}

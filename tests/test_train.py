@@ -51,6 +51,32 @@ def test_resume_after_a_crash_gives_the_same_result_as_an_uninterrupted_run(tmp_
 def test_validation_split_is_class_disjoint_and_evaluated(tmp_path):
     summary = train_trial(tiny_trial(tmp_path, **{"data.val_classes": 8, "run.epochs": 1}))
     assert "val/recall_at_1" in summary["final"] and "test/recall_at_1" in summary["final"]
+    # eval.nmi_clusters=test (default): k-means k = each split's own number of classes
+    assert (summary["final"]["test/nmi_k"], summary["final"]["val/nmi_k"]) == (48, 8)
+
+
+def test_release_sampler_and_nmi_on_training_classes_are_wired_in(tmp_path, monkeypatch):
+    from langdml_core.data.sampler import SAMPLERS, ClassRandomBatchSampler
+
+    made = []
+
+    class Spy(ClassRandomBatchSampler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setitem(SAMPLERS, "release", Spy)
+    overrides = {
+        "data.sampler": "release",
+        "data.val_classes": 8,
+        "eval.nmi_clusters": "train",
+        "eval.precision": "fp32",
+        "run.epochs": 1,
+    }
+    final = train_trial(tiny_trial(tmp_path, **overrides))["final"]
+    assert len(made) == 1 and len(made[0]) == len(made[0].labels) // 32  # floor(N / B) batches
+    # k-means k = the number of training classes (48 demo training classes - 8 held out), on both splits
+    assert final["test/nmi_k"] == final["val/nmi_k"] == 40
 
 
 def test_eval_every_skips_epochs_but_always_evaluates_the_last(tmp_path):
@@ -189,3 +215,25 @@ def test_s2sd_trial_trains_with_backbone_features(tmp_path):
     row = train_trial(config)["history"][0]
     for term in ("dml_loss", "s2sd_target_loss", "s2sd_feat_distill_loss"):
         assert row[f"train/{term}"] > 0, term
+
+
+def test_a_cold_and_a_warm_cache_give_identical_training(tmp_path, monkeypatch):
+    """Frozen work that runs only on a cold cache (packaged-weight conversion, the ELG text table, the
+    demo data) must not shift the training's random streams (issue 13: a 7-point swing came from this)."""
+    monkeypatch.setenv("LANGDML_CACHE", str(tmp_path / "cache"))
+    config = tiny_trial(
+        tmp_path,
+        **{
+            "model.backbone": "tf_efficientnet_lite0",  # packaged weights: converted on a cold cache
+            "model.pretrained": True,
+            "model.embed_dim": 16,
+            "optim.batch_size": 16,
+            "run.epochs": 1,
+            "language.guidance": "elg",  # MiniLM text table: built on a cold cache
+            "language.omega": 1.0,
+        },
+    )
+    cold = train_trial({**config, "run.out_dir": str(tmp_path / "cold")})
+    assert (tmp_path / "cache" / "weights").is_dir()  # the first run did the conversion
+    warm = train_trial({**config, "run.out_dir": str(tmp_path / "warm")})
+    assert strip_timing(cold["history"]) == strip_timing(warm["history"])

@@ -1,4 +1,4 @@
-"""Datasets: loaders (registered by name), splits, transforms and the class-balanced sampler."""
+"""Datasets: loaders (registered by name), splits, transforms and the training batch samplers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from langdml_core.data import cars196, cub200, demo, folder, sop  # noqa: F401  
 from langdml_core.data.base import DATASETS, DatasetError, DMLDataset, ImageSet, split_validation
 from langdml_core.data.check import require_readable_images
 from langdml_core.data.image_cache import CachedImageSet, cached_images
-from langdml_core.data.sampler import ClassBalancedBatchSampler
+from langdml_core.data.sampler import SAMPLERS
 
 __all__ = [
     "DATASETS",
@@ -31,7 +31,9 @@ def build_dataset(cfg: DataConfig) -> DMLDataset:
     """Load the named dataset (every image file checked to be whole: a cheap look at its first and last
     bytes, see ``data.check``) and carve the class-disjoint validation split if asked."""
     root = resolve_root(cfg)
-    dataset = DATASETS.create(cfg.name, root, layout=cfg.layout, check_counts=cfg.check_counts)
+    dataset = DATASETS.create(
+        cfg.name, root, layout=cfg.layout, check_counts=cfg.check_counts, split=cfg.split
+    )
     require_readable_images(dataset, root)
     if cfg.val_classes:
         dataset.train, dataset.val = split_validation(dataset.train, cfg.val_classes)
@@ -89,11 +91,13 @@ def train_loader(
     samples_per_class: int,
     seed: int,
     num_workers: int = 0,
+    sampler: str = "balanced",
 ) -> DataLoader:
-    sampler = ClassBalancedBatchSampler(images.labels, batch_size, samples_per_class, seed=seed)
+    """Batches from the ``data.sampler`` named ``sampler`` (see ``data.sampler.SAMPLERS``)."""
+    batches = SAMPLERS[sampler](images.labels, batch_size, samples_per_class, seed=seed)
     return DataLoader(
         TransformedSet(images, transform),
-        batch_sampler=sampler,
+        batch_sampler=batches,
         num_workers=num_workers,
         worker_init_fn=_seed_worker,
         pin_memory=torch.cuda.is_available(),

@@ -14,7 +14,10 @@ from langdml_core.errors import DatasetError
 from langdml_core.registry import Registry, suggest
 
 DATASETS = Registry("dataset")
-"""name -> builder(root: Path, *, layout: str, check_counts: bool) -> DMLDataset"""
+"""name -> builder(root: Path, *, layout: str, check_counts: bool, split: str) -> DMLDataset"""
+
+SPLITS = ("official", "release")
+"""``data.split`` values: the dataset's official zero-shot split, or the split the paper's release used."""
 
 
 @dataclass
@@ -119,6 +122,15 @@ def check_layout(dataset: str, layout: str, allowed: tuple[str, ...]) -> None:
     if layout not in allowed:
         raise DatasetError(
             f"{dataset}: unknown layout {layout!r}{suggest(layout, allowed)}; expected one of: {', '.join(allowed)}."
+        )
+
+
+def check_split(dataset: str, split: str, allowed: tuple[str, ...] = SPLITS) -> None:
+    """Reject a ``data.split`` this dataset does not have (the release's split exists for the paper's three)."""
+    if split not in allowed:
+        raise DatasetError(
+            f"{dataset}: data.split={split!r} is not available{suggest(split, allowed)}; expected one of: "
+            f"{', '.join(allowed)} (the release's split exists for cub200, cars196 and sop)."
         )
 
 

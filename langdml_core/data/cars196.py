@@ -2,6 +2,15 @@
 
 The split is by the OFFICIAL class id (the order of ``class_names`` in cars_annos.mat), which is not the
 alphabetical order of the names; the per-image ``test`` flag is the classification split and is ignored.
+
+``data.split=release`` is the paper's release instead: its class folders are named by class name and
+sorted with Python's sorted() (byte order: "AM General Hummer SUV 2000" before "Acura ..."), the first 98
+are train. Here that is the 98 official names first in sorted() order (ties: lower id), whatever the
+layout; labels within a split still follow the official id (no metric depends on label order). On the real
+196 names (``langdml_core/resources/cars196_class_names.txt``) the two splits disagree on 0 classes: the
+official list is grouped by make in byte order and its 98/99 boundary falls between two makes ("Eagle" |
+"FIAT"), so both give the same train/test partition (computed in tests/test_datasets.py from that file;
+writing '/' as '-' or ':' in folder names does not change it).
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from langdml_core.data.base import (
     DatasetError,
     DMLDataset,
     check_layout,
+    check_split,
     classes_without_images,
     list_images,
     make_split,
@@ -110,20 +120,47 @@ def _folders(root: Path) -> tuple[list[tuple[str, int]], list[str]]:
 
 
 @DATASETS.register(NAME)
-def build_cars196(root: Path | str, *, layout: str = "auto", check_counts: bool = True) -> DMLDataset:
-    """CARS196 split by official class id; layout 'auto' prefers cars_annos.mat with car_ims/."""
+def build_cars196(
+    root: Path | str, *, layout: str = "auto", check_counts: bool = True, split: str = "official"
+) -> DMLDataset:
+    """CARS196 split by official class id (or as the release, see the module docstring); layout 'auto'
+    prefers cars_annos.mat with car_ims/."""
     check_layout(NAME, layout, LAYOUTS)
+    check_split(NAME, split)
     root = Path(os.path.abspath(require_dir(NAME, root, LAYOUT_HELP)))
     if layout == "auto":
         official = (root / "cars_annos.mat").is_file() and (root / "car_ims").is_dir()
         layout = "official" if official else "folders"
     samples, names = _official(root) if layout == "official" else _folders(root)
     texts = dict(enumerate(names, 1))
-    train = make_split(NAME, "train", [s for s in samples if s[1] <= LAST_TRAIN_CLASS], texts)
-    test = make_split(NAME, "test", [s for s in samples if s[1] > LAST_TRAIN_CLASS], texts)
+    train_ids = train_class_ids(names, split)
+    train = make_split(NAME, "train", [s for s in samples if s[1] in train_ids], texts)
+    test = make_split(NAME, "test", [s for s in samples if s[1] not in train_ids], texts)
     if check_counts:
         missing = classes_without_images(samples, texts, range(1, 197))
         assert_counts(NAME, root, split_counts(train, test), EXPECTED, missing)
     return DMLDataset(
-        name=NAME, train=train, test=test, default_image_size=224, info={"layout": layout, "root": str(root)}
+        name=NAME,
+        train=train,
+        test=test,
+        default_image_size=224,
+        info={"layout": layout, "root": str(root), "split": split},
     )
+
+
+def packaged_class_names() -> list[str]:
+    """The 196 official class names in official order, packaged in ``resources/cars196_class_names.txt``
+    (its first line, a comment, names the public source)."""
+    from importlib.resources import files
+
+    text = files("langdml_core.resources").joinpath("cars196_class_names.txt").read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def train_class_ids(names: list[str], split: str = "official") -> set[int]:
+    """Official ids (1-based, index in ``names`` + 1) of the training classes under ``data.split``:
+    ids 1-98 (official), or the 98 ids whose names come first in Python's sorted() order (release)."""
+    ids = range(1, len(names) + 1)
+    if split == "release":
+        return set(sorted(ids, key=lambda cid: (names[cid - 1], cid))[:LAST_TRAIN_CLASS])
+    return set(ids[:LAST_TRAIN_CLASS])

@@ -2,6 +2,9 @@
 
 The official ``train_test_split.txt`` is the *classification* split (every class on both sides) and is
 deliberately never read: deep metric learning evaluates on classes unseen in training.
+
+``data.split=release`` is accepted and equals the official split: the release sorts the class folders
+``NNN.Name`` with Python's sorted(), i.e. by their zero-padded id, and takes the first half (1-100) for training.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from langdml_core.data.base import (
     DatasetError,
     DMLDataset,
     check_layout,
+    check_split,
     classes_without_images,
     list_images,
     make_split,
@@ -98,9 +102,12 @@ def _folders(base: Path) -> tuple[list[tuple[str, int]], dict[int, str]]:
 
 
 @DATASETS.register(NAME)
-def build_cub200(root: Path | str, *, layout: str = "auto", check_counts: bool = True) -> DMLDataset:
+def build_cub200(
+    root: Path | str, *, layout: str = "auto", check_counts: bool = True, split: str = "official"
+) -> DMLDataset:
     """CUB200-2011, split by class id (1-100 train, 101-200 test); layout 'auto' prefers the annotation files."""
     check_layout(NAME, layout, LAYOUTS)
+    check_split(NAME, split)  # release == official here (module docstring)
     root = Path(os.path.abspath(require_dir(NAME, root, LAYOUT_HELP)))
     base = root / "CUB_200_2011" if (root / "CUB_200_2011").is_dir() else root
     if layout == "auto":

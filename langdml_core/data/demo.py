@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from langdml_core.cache import atomic_write, cache_dir, locked
-from langdml_core.data.base import DATASETS, DMLDataset, ImageSet
+from langdml_core.data.base import DATASETS, DMLDataset, ImageSet, check_split
 from langdml_core.data.base import check_counts as assert_counts
 
 VERSION = 2
@@ -162,7 +162,10 @@ def _load_or_generate() -> dict[str, np.ndarray]:
 
 
 @DATASETS.register("demo")
-def build_demo(root: Path | str = "", *, layout: str = "auto", check_counts: bool = True) -> DMLDataset:
+def build_demo(
+    root: Path | str = "", *, layout: str = "auto", check_counts: bool = True, split: str = "official"
+) -> DMLDataset:
+    check_split("demo", split, ("official",))  # generated data: only its own split
     arrays = _load_or_generate()
     classes = class_table()
     all_set = ImageSet(

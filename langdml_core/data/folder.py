@@ -15,6 +15,7 @@ from langdml_core.data.base import (
     DatasetError,
     DMLDataset,
     check_layout,
+    check_split,
     list_images,
     make_split,
     require_dir,
@@ -53,9 +54,12 @@ def _classes(split_dir: Path) -> dict[str, list[str]]:
 
 
 @DATASETS.register(NAME)
-def build_folder(root: Path | str, *, layout: str = "auto", check_counts: bool = True) -> DMLDataset:
+def build_folder(
+    root: Path | str, *, layout: str = "auto", check_counts: bool = True, split: str = "official"
+) -> DMLDataset:
     """Class-folder dataset; class ids are 1.. over train then test folders (check_counts has nothing to check)."""
     check_layout(NAME, layout, LAYOUTS)
+    check_split(NAME, split, ("official",))  # the user's own train/ and test/ folders
     root = Path(os.path.abspath(require_dir(NAME, root, LAYOUT_HELP)))
     train_classes, test_classes = _classes(root / "train"), _classes(root / "test")
     shared = sorted(set(train_classes) & set(test_classes))

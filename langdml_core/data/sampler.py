@@ -1,10 +1,17 @@
-"""Class-balanced batch sampler: each batch holds B/m classes with m images each.
+"""Training batch samplers, by ``data.sampler`` name (:data:`SAMPLERS`); both fully determined by (seed, epoch).
 
+``balanced`` (:class:`ClassBalancedBatchSampler`): each batch holds B/m distinct classes with m images each.
 An epoch is defined by the data, not by a step count: it has max(N // B, ceil(C / (B/m))) batches
 and visits every class at least once (classes are drawn from consecutive random permutations of all
 classes, the next permutation starting only when the previous one is used up). Within a class, images
 are drawn from a shuffled queue so that every image is seen before any repeats; classes with fewer than
-m images repeat images inside a batch. Fully determined by (seed, epoch).
+m images repeat images inside a batch.
+
+``release`` (:class:`ClassRandomBatchSampler`): the public release's "class_random" sampler (Roth et al.
+2022, release commit b07ac5b, as restated in the project's method notes, section 11): each batch is B/m
+class draws uniformly WITH replacement (a class can be drawn twice), then m images per draw uniformly WITH
+replacement from that class (the same image can appear twice, differently augmented); an epoch is
+floor(N / B) batches.
 """
 
 from __future__ import annotations
@@ -68,3 +75,51 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
                 (deferred if c in batch_classes else batch_classes).append(c)
             class_stream.extendleft(reversed(deferred))
             yield [i for c in batch_classes for i in take(c)]
+
+
+class ClassRandomBatchSampler(Sampler[list[int]]):
+    """The release's class_random sampler (see the module docstring): draws with replacement, N // B batches."""
+
+    def __init__(self, labels, batch_size: int, samples_per_class: int, seed: int = 0):
+        labels = np.asarray(labels, dtype=np.int64)
+        if batch_size % samples_per_class:
+            raise ValueError(
+                f"batch_size={batch_size} is not a multiple of samples_per_class={samples_per_class}."
+            )
+        if len(labels) < batch_size:
+            raise ValueError(
+                f"The release sampler makes N // B batches per epoch, but the training split has only "
+                f"{len(labels)} images for a batch of {batch_size}; lower optim.batch_size."
+            )
+        self.classes = np.unique(labels)
+        self.per_batch = batch_size // samples_per_class
+        self.labels = labels
+        self.batch_size = batch_size
+        self.m = samples_per_class
+        self.seed = seed
+        self.epoch = 0
+        # The images of class classes[j] are order[starts[j] : starts[j] + sizes[j]].
+        self.order = np.argsort(labels, kind="stable")
+        self.sizes = np.array([np.count_nonzero(labels == c) for c in self.classes], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+        self.num_batches = len(labels) // batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        for _ in range(self.num_batches):
+            draws = rng.integers(0, len(self.classes), size=self.per_batch)  # classes, with replacement
+            picks = rng.integers(0, self.sizes[draws, None], size=(self.per_batch, self.m))  # images, too
+            yield self.order[self.starts[draws, None] + picks].reshape(-1).tolist()
+
+
+SAMPLERS: dict[str, type[Sampler[list[int]]]] = {
+    "balanced": ClassBalancedBatchSampler,
+    "release": ClassRandomBatchSampler,
+}
+"""``data.sampler`` name -> batch sampler class (labels, batch_size, samples_per_class, seed=); ``set_epoch``."""

@@ -2,6 +2,9 @@
 
 A product class has no name of its own, so its text is its super-class folder ('coffee_maker_final' ->
 'coffee maker'): all products of one super-class share a text, as in the paper.
+
+``data.split=release`` is accepted and equals the official split: the release also reads Ebay_train.txt /
+Ebay_test.txt.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from langdml_core.data.base import (
     DatasetError,
     DMLDataset,
     check_layout,
+    check_split,
     make_split,
     require_dir,
     require_images,
@@ -69,9 +73,12 @@ def _read_split(base: Path, filename: str) -> tuple[list[tuple[str, int]], dict[
 
 
 @DATASETS.register(NAME)
-def build_sop(root: Path | str, *, layout: str = "auto", check_counts: bool = True) -> DMLDataset:
+def build_sop(
+    root: Path | str, *, layout: str = "auto", check_counts: bool = True, split: str = "official"
+) -> DMLDataset:
     """Stanford Online Products with the official class-disjoint split; texts are super-class names."""
     check_layout(NAME, layout, LAYOUTS)
+    check_split(NAME, split)  # release == official here (module docstring)
     root = Path(os.path.abspath(require_dir(NAME, root, LAYOUT_HELP)))
     base = root / "Stanford_Online_Products" if (root / "Stanford_Online_Products").is_dir() else root
     train_samples, train_texts, train_supers = _read_split(base, "Ebay_train.txt")

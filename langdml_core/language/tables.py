@@ -1,13 +1,15 @@
 """Class-text tables: the frozen language side, computed once per key and cached on disk.
 
 ELG: one text per training class (its expert name in the prompt template) -> table (C, 1, D).
-PLG: an ImageNet classifier is run once over the training split with its own preprocessing; per class the
-averaged logits (or softmax outputs) give the top-k ImageNet classes, whose names (first WordNet synonym)
-go through the prompt and the language model -> table (C, k, D), rank-aligned.
+PLG: an ImageNet classifier is run once over the training split with its own preprocessing (or the
+release's, ``language.plg_transform``); per class the averaged logits (or softmax outputs) give the top-k
+ImageNet classes, whose names (first WordNet synonym) go through the prompt and the language model ->
+table (C, k, D), rank-aligned.
 
 Every expensive step is keyed by what determines its result (encoder and weights fingerprint, prompt,
-texts; classifier, weights, images, averaging) and stored under ``$LANGDML_CACHE/language`` behind a file
-lock, so all trials of a sweep on a node share one computation and a cache hit never loads a model.
+texts; classifier, weights, images, averaging, preprocessing) and stored under ``$LANGDML_CACHE/language``
+behind a file lock, so all trials of a sweep on a node share one computation and a cache hit never loads a
+model.
 """
 
 from __future__ import annotations
@@ -50,7 +52,12 @@ def build_table(cfg: LanguageConfig, train: ImageSet, *, seed: int, device: torc
         pseudo = None
     elif cfg.guidance == "plg":
         scores = imagenet_class_scores(
-            train, cfg.plg_classifier, cfg.plg_weights_file, cfg.plg_average, device
+            train,
+            cfg.plg_classifier,
+            cfg.plg_weights_file,
+            cfg.plg_average,
+            device,
+            transform=cfg.plg_transform,
         )
         top = np.argsort(-scores, axis=1, kind="stable")[:, : cfg.topk]
         if cfg.shuffle_texts:
@@ -125,14 +132,21 @@ def imagenet_class_scores(
     average: str,
     device: torch.device,
     batch_size: int = 64,
+    transform: str = "classifier",
 ) -> np.ndarray:
-    """(C, 1000) per-class average of the classifier's logits (release) or softmax outputs (paper text)."""
+    """(C, 1000) per-class average of the classifier's logits (release) or softmax outputs (paper text),
+    on images preprocessed by the ``transform`` named in :data:`PLG_TRANSFORMS`."""
+    if transform not in PLG_TRANSFORMS:
+        raise ValueError(
+            f"Unknown PLG transform {transform!r}; expected one of: {', '.join(PLG_TRANSFORMS)}."
+        )
     key = _digest(
         {
             "classifier": classifier,
             "weights": weights_fingerprint(classifier, weights_file),
             "images": images_fingerprint(train),
             "average": average,
+            "transform": transform,
         }
     )
     target = cache_dir("language") / f"plg-{classifier}-{key[:20]}.npy"
@@ -140,17 +154,23 @@ def imagenet_class_scores(
         with locked(target):
             if not target.exists():
                 MODEL_LOADS["classifier"] += 1
-                scores = _run_classifier(train, classifier, weights_file, average, device, batch_size)
+                scores = _run_classifier(
+                    train, classifier, weights_file, average, device, batch_size, transform
+                )
                 atomic_write(target, lambda tmp: np.save(open(tmp, "wb"), scores))
     return np.load(target)
 
 
 @torch.no_grad()
 def _run_classifier(
-    train: ImageSet, classifier: str, weights_file: str, average: str, device: torch.device, batch_size: int
+    train: ImageSet,
+    classifier: str,
+    weights_file: str,
+    average: str,
+    device: torch.device,
+    batch_size: int,
+    transform: str = "classifier",
 ) -> np.ndarray:
-    import timm.data
-
     from langdml_core.backbones import create_backbone
     from langdml_core.data import TransformedSet
 
@@ -159,11 +179,9 @@ def _run_classifier(
         .to(device)
         .eval()
     )
-    # The classifier's own preprocessing (its pretrained_cfg), not the DML transform.
-    transform = timm.data.create_transform(
-        **timm.data.resolve_data_config({}, model=model), is_training=False
-    )
-    loader = torch.utils.data.DataLoader(TransformedSet(train, transform), batch_size=batch_size)
+    # The classifier's own preprocessing or the release's (PLG_TRANSFORMS), never the DML transform.
+    preprocess = PLG_TRANSFORMS[transform](model)
+    loader = torch.utils.data.DataLoader(TransformedSet(train, preprocess), batch_size=batch_size)
     sums = torch.zeros(train.num_classes, 1000, dtype=torch.float64)
     for images, labels in loader:
         out = model(images.to(device)).double().cpu()
@@ -172,6 +190,33 @@ def _run_classifier(
     del model
     gc.collect()
     return (sums / counts[:, None]).numpy()
+
+
+def classifier_transform(model: torch.nn.Module):
+    """The classifier's own timm evaluation preprocessing (its pretrained_cfg): ``plg_transform=classifier``."""
+    import timm.data
+
+    return timm.data.create_transform(**timm.data.resolve_data_config({}, model=model), is_training=False)
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def release_transform(model: torch.nn.Module | None = None):
+    """The release's PLG preprocessing (``plg_transform=release``), whatever the classifier: Resize(256) of
+    the shorter side, CenterCrop(299), ToTensor, ImageNet mean/std (the release ran it with a torchvision
+    ResNet-50; method notes section 4 and 11, read from release commit b07ac5b). Since 256 < 299 the crop
+    pads the short side with black (zeros, i.e. (0 - mean) / std after normalising)."""
+    from torchvision import transforms as T
+
+    return T.Compose(
+        [T.Resize(256), T.CenterCrop(299), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    )
+
+
+PLG_TRANSFORMS = {"classifier": classifier_transform, "release": release_transform}
+"""``language.plg_transform`` name -> (classifier model -> preprocessing of a PIL image)."""
 
 
 def imagenet_names() -> list[str]:

@@ -62,7 +62,9 @@ def main() -> int:
     try:
         wait_for(base + "/health")
         query = f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={args.sweep}"
-        experiment_id = json.loads(urllib.request.urlopen(query, timeout=10).read())["experiment"]["experiment_id"]
+        experiment_id = json.loads(urllib.request.urlopen(query, timeout=10).read())["experiment"][
+            "experiment_id"
+        ]
         search = urllib.request.Request(
             base + "/api/2.0/mlflow/runs/search",
             method="POST",
@@ -93,7 +95,8 @@ def main() -> int:
             expanders = [
                 b
                 for b in page.locator("button:not([aria-label])").all()
-                if (bb := b.bounding_box()) and abs(bb["y"] + bb["height"] / 2 - box["y"] - box["height"] / 2) < 8
+                if (bb := b.bounding_box())
+                and abs(bb["y"] + bb["height"] / 2 - box["y"] - box["height"] / 2) < 8
             ]
             if expanders:
                 expanders[0].click()
