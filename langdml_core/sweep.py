@@ -2,13 +2,21 @@
 
 A sweep file (``sweeps/*.py``) is config-as-code: ``get_config()`` returns dotted overrides of the trial
 defaults, ``get_sweep()`` a flat dict of dotted keys -> lists of values (a grid), and an optional
-``derive(trial)`` fills keys that follow from others (e.g. the paper's omega per dataset and loss).
-Its docstring states ``Trials: N`` (asserted by the tests). Running the file as a script calls ``main``.
+``derive(trial)`` fills keys that follow from others (e.g. the paper's recipe per dataset and loss,
+``langdml_core.paper.recipe``). Its docstring states ``Trials: N`` (asserted by the tests). Running the file
+as a script calls ``main``.
+
+Precedence, lowest first: ``get_config()``, ``derive(trial)``, the swept values, ``--set`` overrides,
+``--smoke``. Every trial records where each of its values came from (``Trial.sources``, printed by
+``--list --resolve``): a value that ``get_config``/``derive`` return as ``paper.Sourced(value, source)``
+keeps that source; a plain value is sourced to the function that set it; swept, ``--set`` and ``--smoke``
+values say so; anything else is a langdml default.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import itertools
 import json
@@ -24,6 +32,7 @@ from typing import Any
 
 from langdml_core.config import TrialConfig, parse_overrides
 from langdml_core.errors import ConfigError
+from langdml_core.paper import Sourced
 
 SMOKE = {
     "run.epochs": 1,
@@ -44,6 +53,7 @@ class Trial:
     name: str
     config: dict[str, Any]  # flat dotted keys, complete (defaults included)
     varied: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # config key -> where its value came from
 
 
 @dataclass
@@ -74,7 +84,9 @@ def load_sweep(
             raise ConfigError(
                 f"Sweep file {path.name} has no {required}(); see sweeps/demo.py for the format."
             )
-    base = _returned_dict(module, "get_config", path)
+    base, base_sources = _split_sources(
+        _returned_dict(module, "get_config", path), f"{path.name} get_config()"
+    )
     grid = _returned_dict(module, "get_sweep", path)
     for key, values in grid.items():
         if not isinstance(values, (list, tuple)) or not values:
@@ -92,19 +104,26 @@ def load_sweep(
     keys = list(grid)
     for combo in itertools.product(*(grid[k] for k in keys)):
         varied = dict(zip(keys, combo, strict=True))
-        flat = {**base, **varied, **extra}
-        # derive sees the overrides; an override still wins over a derived value
-        if hasattr(module, "derive"):
-            flat.update(_returned_dict(module, "derive", path, dict(flat)))
-        flat.update(extra)
-        if smoke:
-            flat.update(SMOKE)
+        derived, derived_sources = {}, {}
+        if hasattr(module, "derive"):  # derive sees the swept values and the overrides; both win over it
+            derived = _returned_dict(module, "derive", path, {**base, **varied, **extra})
+            derived, derived_sources = _split_sources(derived, f"{path.name} derive()")
+        smoked = SMOKE if smoke else {}
+        # in this order, so that a dotted sub-key (--set loss.kwargs.alpha=3) lands after its whole dict
+        flat = {**base, **derived, **varied, **extra, **smoked}
+        sources = {
+            **base_sources,
+            **derived_sources,
+            **dict.fromkeys(varied, f"swept in {path.name}"),
+            **dict.fromkeys(extra, "--set override"),
+            **dict.fromkeys(smoked, "--smoke"),
+        }
         name = trial_name(varied)
         try:
-            config = TrialConfig.from_dict(flat)
+            config = TrialConfig.from_dict(copy.deepcopy(flat)).flat()
         except ConfigError as exc:
             raise ConfigError(f"{path.name}, trial {name}: {exc}") from None
-        trials.append(Trial(name, config.flat(), varied))
+        trials.append(Trial(name, config, varied, _complete_sources(sources, config)))
     names = [trial.name for trial in trials]
     if len(set(names)) != len(names):
         twice = next(n for n in names if names.count(n) > 1)
@@ -139,7 +158,30 @@ def _search_sweep(name, path, module, cells: list[Trial], declared, smoke: bool)
         raw["final"] = {k: v for k, v in raw.get("final", {}).items() if k not in SMOKE}
     spec = SearchSpec.from_dict(raw, path.name)
     base = cells[0].config
-    return Sweep(name, path, module, search_trials(spec, base), declared, search=spec, base_config=base)
+    trials = search_trials(spec, base)
+    for trial in trials:  # the cell's sources, then what the search changes
+        trial.sources = dict(cells[0].sources)
+        trial.sources.update(dict.fromkeys(spec.space, f"searched by {path.name} get_search()"))
+        if trial.name.startswith("final/"):
+            trial.sources.update(dict.fromkeys(spec.final, f"{path.name} get_search()['final']"))
+            trial.sources["run.seed"] = f"{path.name} get_search()['final_seeds']"
+    return Sweep(name, path, module, trials, declared, search=spec, base_config=base)
+
+
+def _split_sources(values: dict[str, Any], setter: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """{key: Sourced(value, source) or plain value} -> ({key: value}, {key: source}); plain ones: setter."""
+    plain = {k: v.value if isinstance(v, Sourced) else v for k, v in values.items()}
+    return plain, {k: v.source if isinstance(v, Sourced) else setter for k, v in values.items()}
+
+
+def _complete_sources(sources: dict[str, str], config: dict[str, Any]) -> dict[str, str]:
+    """One source per config key; a dotted sub-key (--set loss.kwargs.alpha=3) is added to its key's."""
+    done = {key: sources.get(key, "langdml default (langdml_core/config.py)") for key in config}
+    for key, source in sources.items():
+        parent = next((p for p in config if key.startswith(p + ".")), None)
+        if key not in config and parent is not None:
+            done[parent] += f" | {key[len(parent) + 1 :]}: {source}"
+    return done
 
 
 def _returned_dict(module: ModuleType, function: str, path: Path, *args: Any) -> dict[str, Any]:
@@ -202,7 +244,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tiny run: 1 epoch, 2 steps, batch 16, the few trials that cover every swept value",
     )
     parser.add_argument("--list", action="store_true", help="print trial names and count; run nothing")
-    parser.add_argument("--resolve", action="store_true", help="with --list: print every trial's full config")
+    parser.add_argument(
+        "--resolve",
+        action="store_true",
+        help="with --list: print every trial's full config and the source of each value",
+    )
     parser.add_argument(
         "--storage", default=None, help="Tune storage path (default: results/ray; env LANGDML_STORAGE)"
     )
@@ -283,7 +329,9 @@ def print_list(sweep: Sweep, resolve: bool = False) -> None:
         print(
             trial.name
             if not resolve
-            else json.dumps({"name": trial.name, "config": trial.config}, sort_keys=True)
+            else json.dumps(
+                {"name": trial.name, "config": trial.config, "sources": trial.sources}, sort_keys=True
+            )
         )
     print(
         f"{len(sweep.trials)} trials in {sweep.name}"

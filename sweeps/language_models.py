@@ -1,24 +1,24 @@
 """Ablation: which language model provides the class-name structure (ELG), CUB200 and CARS196.
 
+The recipe of the ELG cells it ablates (langdml_core/paper.py): 128-d multisimilarity, CUB200 200 epochs,
+batch 90, omega 7.5; CARS196 250 epochs, batch 108, omega 6 (each derived from the release's PLG cell, commit
+b07ac5b; the omega was set for CLIP ViT-B/32 and is kept for every encoder). Only the encoder changes.
+
 Encoders need local weights (language.encoder_path or an HF cache populated on the cluster); word-vector
 encoders need a vectors file: set it with --set language.encoder_path=... per encoder family.
 
 Command: ray submit cluster/gpu.yaml sweeps/language_models.py
 Trials: 30
+Cost: about 85 GPU-hours on A10Gs (estimate: python cluster/cost.py sweeps/language_models.py).
 """
+
+from langdml_core import paper
 
 NAME = "language_models"
 
-OMEGA = {"cub200": 7.5, "cars196": 6.0}
-BATCH = {"cub200": 90, "cars196": 112}
-
 
 def get_config():
-    return {
-        "model.backbone": "resnet50.tv_in1k",
-        "language.guidance": "elg",
-        "run.epochs": 100,
-    }
+    return {}
 
 
 def get_sweep():
@@ -30,7 +30,7 @@ def get_sweep():
 
 
 def derive(trial):
-    return {"language.omega": OMEGA[trial["data.name"]], "optim.batch_size": BATCH[trial["data.name"]]}
+    return paper.recipe(trial["data.name"], 128, "multisimilarity", "elg")
 
 
 if __name__ == "__main__":

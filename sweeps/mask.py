@@ -1,26 +1,22 @@
 """Ablation: is the same-class override critical? Mask on/off x shift gamma, plus the shuffled-texts control.
 
-ELG on CUB200 with multisimilarity; omega 7.5 (release PLG value, stand-in for ELG). With the mask off, gamma
-does not change P_lang at all (a row-constant shift); with it on, gamma sets the value same-class entries are
-pinned to. The shuffled control permutes class texts, so any gain it shows cannot come from their meaning.
+The recipe of the cell it ablates (langdml_core/paper.py): CUB200, 128-d multisimilarity with ELG, 200 epochs,
+batch 90, omega 7.5 (derived from the release's PLG cell, commit b07ac5b). With the mask off, gamma does not
+change P_lang at all (a row-constant shift); with it on, gamma sets the value same-class entries are pinned
+to. The shuffled control permutes class texts, so any gain it shows cannot come from their meaning.
 
 Command: ray submit cluster/gpu.yaml sweeps/mask.py
 Trials: 36
+Cost: about 80 GPU-hours on A10Gs (estimate: python cluster/cost.py sweeps/mask.py).
 """
+
+from langdml_core import paper
 
 NAME = "mask"
 
 
 def get_config():
-    return {
-        "data.name": "cub200",
-        "model.backbone": "resnet50.tv_in1k",
-        "optim.batch_size": 90,
-        "language.guidance": "elg",
-        "language.encoder": "clip-ViT-B-32",
-        "language.omega": 7.5,
-        "run.epochs": 100,
-    }
+    return paper.recipe("cub200", 128, "multisimilarity", "elg")
 
 
 def get_sweep():

@@ -53,13 +53,19 @@ def test_bad_search_specs_are_refused_in_one_sentence(raw, message):
 def test_tune_omega_lists_proposals_then_the_retrain():
     sweep = load_sweep(TUNE)
     assert sweep.search is not None and sweep.declared_trials == len(sweep.trials) == 27
-    assert sweep.base_config["data.val_classes"] == 20 and sweep.base_config["run.epochs"] == 45
+    # the cell's recipe (langdml_core/paper.py): CUB200 multisimilarity, 200 epochs, searched over all of them
+    assert sweep.base_config["data.val_classes"] == 20 and sweep.base_config["run.epochs"] == 200
     final = [t for t in sweep.trials if t.name.startswith("final/")]
     assert [t.config["run.seed"] for t in final] == [0, 1, 2]
-    assert all(t.config["data.val_classes"] == 0 and t.config["run.epochs"] == 100 for t in final)
+    assert all(t.config["data.val_classes"] == 0 and t.config["run.epochs"] == 200 for t in final)
+    assert final[0].sources["data.val_classes"] == "tune_omega.py get_search()['final']"
+    assert final[0].sources["language.omega"] == "searched by tune_omega.py get_search()"
     assert all(t.config["language.omega"].startswith("<loguniform") for t in sweep.trials)
     cars = load_sweep(TUNE, overrides=["data.name=cars196", "loss.name=margin"])
-    assert cars.base_config["data.name"] == "cars196" and cars.base_config["optim.batch_size"] == 112
+    assert cars.base_config["data.name"] == "cars196" and cars.base_config["optim.batch_size"] == 108
+    assert cars.base_config["run.epochs"] == 250 and cars.base_config["loss.kwargs"] == {
+        "formulation": "release"
+    }
     assert searched_name({"language.omega": 3.14159, "language.temperature": 0.5}) == (
         "search/omega=3.142/temperature=0.5"
     )

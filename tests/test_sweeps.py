@@ -317,39 +317,53 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, point
     assert len(trial_dirs(tmp_path)) == 4
 
 
-def test_table1_resolved_configs_match_the_golden_file():
-    """Any change to a Table 1 trial (a default, an omega, a batch size) must show up as a reviewed diff.
-    Regenerate with: python sweeps/table1.py --list --resolve | head -n -1 > tests/golden/table1_resolved.jsonl"""
-    golden = [
-        json.loads(line)
-        for line in (ROOT / "tests" / "golden" / "table1_resolved.jsonl").read_text().splitlines()
-    ]
-    current = [{"name": t.name, "config": t.config} for t in load_sweep(ROOT / "sweeps" / "table1.py").trials]
-    assert len(current) == len(golden) == 81
+GOLDEN = ROOT / "tests" / "golden" / "table1_resolved.jsonl"
+
+
+def golden_diffs(golden: list[dict], current: list[dict]) -> list[str]:
+    """Every difference between two resolved trial lists, one line each (name, key: old -> new)."""
+    if [t["name"] for t in golden] != [t["name"] for t in current]:
+        return ["the trial names or their order differ"]
+    diffs = []
     for want, got in zip(golden, current, strict=True):
-        assert got == want, f"{got['name']}: " + ", ".join(
-            f"{k}: {want['config'].get(k)!r} -> {v!r}"
-            for k, v in got["config"].items()
-            if want["config"].get(k) != v
-        )
+        for part in ("config", "sources"):
+            for key in sorted(set(want[part]) | set(got[part])):
+                if want[part].get(key) != got[part].get(key):
+                    diffs.append(
+                        f"{got['name']} {part} {key}: {want[part].get(key)!r} -> {got[part].get(key)!r}"
+                    )
+    return diffs
 
 
-def test_table1_omega_is_documented_per_cell():
-    sweep = load_sweep(ROOT / "sweeps" / "table1.py")
-    module = sweep.module
-    for trial in sweep.trials:
-        cell = (trial.config["data.name"], trial.config["loss.name"])
-        if trial.config["language.guidance"] == "none":
-            assert trial.config["language.omega"] == 0.0
-        else:
-            assert trial.config["language.omega"] == module.OMEGA[cell]
-    assert ("cub200", "multisimilarity", "plg") in module.RELEASED and module.OMEGA[
-        ("cub200", "multisimilarity")
-    ] == 7.5
+def test_table1_resolved_configs_match_the_golden_file():
+    """Any change to a Table 1 trial (a default, an omega, a batch size, a value's source) must show up as a
+    reviewed diff. Regenerate with:
+    python sweeps/table1.py --list --resolve | head -n -1 > tests/golden/table1_resolved.jsonl"""
+    golden = [json.loads(line) for line in GOLDEN.read_text().splitlines()]
+    current = [
+        {"name": t.name, "config": t.config, "sources": t.sources}
+        for t in load_sweep(ROOT / "sweeps" / "table1.py").trials
+    ]
+    assert len(current) == len(golden) == 81
+    assert not golden_diffs(golden, current), "\n".join(golden_diffs(golden, current)[:20])
+    changed = json.loads(json.dumps(current))  # the check catches one changed value or source
+    changed[0]["config"]["run.epochs"] += 1
+    assert golden_diffs(golden, changed) == [f"{changed[0]['name']} config run.epochs: 200 -> 201"]
+    changed[0]["config"]["run.epochs"] -= 1
+    changed[3]["sources"]["language.omega"] = "a guess"
+    assert len(golden_diffs(golden, changed)) == 1
 
 
 def test_overrides_reach_derive_and_win_over_derived_values():
     sop = load_sweep(ROOT / "sweeps" / "table1.py", overrides=["data.name=sop"])
-    assert len(sop.trials) == 27 and {t.config["optim.batch_size"] for t in sop.trials} == {112}
+    assert len(sop.trials) == 27 and {t.config["optim.batch_size"] for t in sop.trials} == {108}
     fixed = load_sweep(ROOT / "sweeps" / "table1.py", overrides=["data.name=cub200", "language.omega=3"])
     assert {t.config["language.omega"] for t in fixed.trials} == {3.0}
+    assert {t.sources["language.omega"] for t in fixed.trials} == {"--set override"}
+    # a dotted sub-key lands inside the recipe's loss.kwargs instead of being replaced by it
+    sub = load_sweep(
+        ROOT / "sweeps" / "table1.py", overrides=["data.name=cub200", "loss.kwargs.feat_distill_weight=7"]
+    )
+    s2sd = next(t for t in sub.trials if t.config["loss.name"] == "s2sd")
+    assert s2sd.config["loss.kwargs"]["feat_distill_weight"] == 7 and s2sd.config["loss.kwargs"]["pool_aggr"]
+    assert s2sd.sources["loss.kwargs"].endswith("| feat_distill_weight: --set override")
