@@ -198,9 +198,110 @@ def write_report(sweep, records: list[dict[str, Any]], out_dir: Path) -> str:
             "difference, sd = std of the differences (ddof=1), p = two-sided paired t-test (n/a for fewer than "
             "two pairs or no variance).\n\n" + paired + "\n"
         )
+    select = getattr(sweep.module, "SELECT", None)
+    if select:
+        chosen = select_by_validation(frame, **select)
+        (out_dir / "selected.md").write_text(chosen)
+        text += "\n## Chosen on the validation split\n\n" + chosen
+    reference = _reference_dir(sweep)
+    if reference is not None and reference.resolve() != out_dir.resolve():
+        text += "\n## Against the committed reference\n\n" + reference_check(
+            frame, pd.read_parquet(reference / "trials.parquet"), f"{reference}"
+        )
     (out_dir / "table.md").write_text(text)
     write_plots(sweep, records, frame, out_dir)
     return text
+
+
+def select_by_validation(
+    frame: pd.DataFrame, by: list[str], metric: str = "val/recall_at_1", tie_break: str = ""
+) -> str:
+    """Markdown: per value of the ``by`` keys, the setup (the other varied keys, seeds aside) with the highest
+    mean last-epoch ``metric`` over its finished seeds; ties go to the smaller ``tie_break`` value. The test
+    split plays no part in it."""
+    column = f"last/{metric}"
+    ok = frame[frame["status"] == "TERMINATED"]
+    if column not in ok or ok.empty:
+        return f"No finished trial has {metric}; nothing chosen.\n"
+    by_cols = [f"cfg.{k}" for k in by]
+    setup = [c for c in frame.columns if c.startswith("cfg.") and c != SEED and c not in by_cols]
+    lines = [
+        f"Rule: per {', '.join(by)}, the setting with the highest mean last-epoch {metric} over seeds"
+        + (f" (ties: the smaller {tie_break})" if tie_break else "")
+        + ".\n",
+        "| " + " | ".join([*by, *[c.removeprefix("cfg.") for c in setup], "seeds", metric, "chosen"]) + " |",
+        "|" + "---|" * (len(by) + len(setup) + 3),
+    ]
+    for key, group in ok.groupby(by_cols, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        scores = group.groupby(setup, sort=False, dropna=False)[column].agg(["mean", "std", "count"])
+        scores = scores.reset_index()
+        order = scores.sort_values(
+            ["mean", f"cfg.{tie_break}"] if tie_break else ["mean"],
+            ascending=[False, True] if tie_break else [False],
+            kind="stable",
+        )
+        best = order.index[0]
+        for i, row in scores.iterrows():
+            spread = "" if row["count"] < 2 else f" +- {100 * row['std']:.2f}"
+            cells = [str(k) for k in key] + [str(row[c]) for c in setup]
+            cells += [
+                str(int(row["count"])),
+                f"{100 * row['mean']:.2f}{spread}",
+                "**yes**" if i == best else "",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def reference_check(frame: pd.DataFrame, reference: pd.DataFrame, where: str) -> str:
+    """Markdown: per setup, this run's mean test recall_at_1 (last epoch) against the reference's mean +- 2
+    std over seeds; says whether every setup lies inside."""
+    column = "last/test/recall_at_1"
+    setup = [c for c in reference.columns if c.startswith("cfg.") and c != SEED]
+    lines = [
+        f"Reference: `{where}` (mean +- 2 std over its seeds, last-epoch test Recall@1).\n",
+        "| "
+        + " | ".join([*(c.removeprefix("cfg.") for c in setup), "this run", "reference", "inside"])
+        + " |",
+        "|" + "---|" * (len(setup) + 3),
+    ]
+    inside_all = True
+    ref_ok = reference[reference["status"] == "TERMINATED"]
+    ours_ok = frame[frame["status"] == "TERMINATED"]
+    for key, ref in ref_ok.groupby(setup, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        mask = pd.Series(True, index=ours_ok.index)
+        for c, v in zip(setup, key, strict=True):
+            mask &= ours_ok[c] == v if c in ours_ok else False
+        ours = ours_ok.loc[mask, column] if column in ours_ok else pd.Series(dtype=float)
+        mean, std = 100 * ref[column].mean(), 100 * ref[column].std(ddof=0)
+        if ours.empty:
+            verdict, here = "missing", ""
+        else:
+            here = 100 * ours.mean()
+            verdict = "yes" if abs(here - mean) <= 2 * std else "NO"
+            here = f"{here:.2f}"
+        inside_all &= verdict == "yes"
+        lines.append(
+            "| " + " | ".join([*map(str, key), here, f"{mean:.2f} +- {2 * std:.2f}", verdict]) + " |"
+        )
+    lines.append("")
+    lines.append(
+        "Every setup is inside the reference's band."
+        if inside_all
+        else "NOT every setup is inside the reference's band."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _reference_dir(sweep) -> Path | None:
+    """The committed reference results a sweep file names (``REFERENCE``, relative to the project root)."""
+    name = getattr(sweep.module, "REFERENCE", "")
+    if not name:
+        return None
+    path = Path(sweep.path).resolve().parent.parent / name
+    return path if (path / "trials.parquet").is_file() else None
 
 
 def write_plots(sweep, records: list[dict[str, Any]], frame: pd.DataFrame, out_dir: Path) -> list[Path]:

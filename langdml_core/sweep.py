@@ -2,7 +2,8 @@
 
 A sweep file (``sweeps/*.py``) is config-as-code: ``get_config()`` returns dotted overrides of the trial
 defaults, ``get_sweep()`` a flat dict of dotted keys -> lists of values (a grid), and an optional
-``derive(trial)`` fills keys that follow from others (e.g. the paper's recipe per dataset and loss,
+``derive(trial)`` fills keys that follow from others, and an optional ``keep(trial) -> bool`` drops grid
+points (e.g. a no-guidance trial needs no omega grid) (e.g. the paper's recipe per dataset and loss,
 ``langdml_core.paper.recipe``). Its docstring states ``Trials: N`` (asserted by the tests). Running the file
 as a script calls ``main``.
 
@@ -104,6 +105,8 @@ def load_sweep(
     keys = list(grid)
     for combo in itertools.product(*(grid[k] for k in keys)):
         varied = dict(zip(keys, combo, strict=True))
+        if hasattr(module, "keep") and not _call(module, "keep", path, dict(varied)):
+            continue
         derived, derived_sources = {}, {}
         if hasattr(module, "derive"):  # derive sees the swept values and the overrides; both win over it
             derived = _returned_dict(module, "derive", path, {**base, **varied, **extra})
@@ -184,14 +187,16 @@ def _complete_sources(sources: dict[str, str], config: dict[str, Any]) -> dict[s
     return done
 
 
-def _returned_dict(module: ModuleType, function: str, path: Path, *args: Any) -> dict[str, Any]:
-    """What a sweep file's function returns: a dict with dotted string keys, or refused in one sentence."""
+def _call(module: ModuleType, function: str, path: Path, *args: Any) -> Any:
     fn = getattr(module, function)
     if not callable(fn):
-        raise ConfigError(
-            f"{path.name}: {function} must be a function returning a dict, not {reprlib.repr(fn)}."
-        )
-    result = fn(*args)
+        raise ConfigError(f"{path.name}: {function} must be a function, not {reprlib.repr(fn)}.")
+    return fn(*args)
+
+
+def _returned_dict(module: ModuleType, function: str, path: Path, *args: Any) -> dict[str, Any]:
+    """What a sweep file's function returns: a dict with dotted string keys, or refused in one sentence."""
+    result = _call(module, function, path, *args)
     if not isinstance(result, Mapping) or not all(isinstance(key, str) for key in result):
         raise ConfigError(
             f"{path.name}: {function}() must return a dict with dotted string keys (e.g. 'loss.name'), "

@@ -4,6 +4,8 @@ comparison of each guided setup with its no-guidance baseline on the same seeds 
 import math
 from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 from scipy import stats
 
 from langdml_core import plots
@@ -12,6 +14,8 @@ from langdml_core.report import (
     paired_differences,
     paired_table,
     paper_results,
+    reference_check,
+    select_by_validation,
     summary_table,
     trial_rows,
     write_plots,
@@ -226,3 +230,58 @@ def test_paired_plot_directly_and_through_write_plots(tmp_path):
         plots.paired_plot(paired_differences(frame.drop(columns="cfg.language.guidance")), tmp_path / "x.png")
         is None
     )
+
+
+def search_frame():
+    """guidance x omega x seeds with validation and test R@1; the test split must not sway the choice."""
+    rows = []
+    val = {("elg", 0.3): [0.50, 0.52], ("elg", 1.0): [0.55, 0.57], ("elg", 3.0): [0.56, 0.56],
+           ("plg", 0.3): [0.40, 0.44], ("plg", 1.0): [0.42, 0.42], ("plg", 3.0): [0.30, 0.31]}  # fmt: skip
+    for (guidance, omega), values in val.items():
+        for seed, v in enumerate(values):
+            rows.append(
+                {
+                    "cfg.language.guidance": guidance,
+                    "cfg.language.omega": omega,
+                    "cfg.run.seed": seed,
+                    "status": "TERMINATED",
+                    "last/val/recall_at_1": v,
+                    "last/test/recall_at_1": 0.9 if omega == 0.3 else 0.5,
+                }  # fmt: skip
+            )
+    return pd.DataFrame(rows)
+
+
+def test_selection_uses_the_validation_split_and_breaks_ties_by_the_smaller_omega():
+    text = select_by_validation(search_frame(), by=["language.guidance"], tie_break="language.omega")
+    chosen = [line for line in text.splitlines() if "**yes**" in line]
+    # elg: omega 1 and 3 both average 0.56 -> the smaller; plg: omega 0.3 averages 0.42, as does omega 1
+    assert [c.split("|")[1:3] for c in chosen] == [[" elg ", " 1.0 "], [" plg ", " 0.3 "]]
+    assert "56.00 +- 1.41" in chosen[0]  # mean and sample std over the seeds, in percent
+
+
+def test_reference_check_says_which_setups_lie_inside_two_std():
+    reference = pd.DataFrame(
+        {
+            "cfg.language.guidance": ["none"] * 3 + ["elg"] * 3,
+            "cfg.run.seed": [0, 1, 2] * 2,
+            "status": "TERMINATED",
+            "last/test/recall_at_1": [0.60, 0.62, 0.64, 0.70, 0.70, 0.70],
+        }  # fmt: skip
+    )
+    ours = pd.DataFrame(
+        {
+            "cfg.language.guidance": ["none", "elg"],
+            "cfg.run.seed": [0, 0],
+            "status": "TERMINATED",
+            "last/test/recall_at_1": [0.65, 0.71],
+        }  # fmt: skip
+    )
+    text = reference_check(ours, reference, "results/demo")
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    band = 2 * 100 * float(np.std([0.60, 0.62, 0.64]))
+    assert f"62.00 +- {band:.2f}" in rows["none"] and rows["none"].rstrip(" |").endswith(
+        "yes"
+    )  # 65 within 62 +- 3.27
+    assert rows["elg"].rstrip(" |").endswith("NO")  # no spread at all: 71 is outside 70 +- 0
+    assert "NOT every setup" in text

@@ -367,3 +367,11 @@ def test_overrides_reach_derive_and_win_over_derived_values():
     s2sd = next(t for t in sub.trials if t.config["loss.name"] == "s2sd")
     assert s2sd.config["loss.kwargs"]["feat_distill_weight"] == 7 and s2sd.config["loss.kwargs"]["pool_aggr"]
     assert s2sd.sources["loss.kwargs"].endswith("| feat_distill_weight: --set override")
+
+
+def test_keep_drops_grid_points_and_the_count_follows():
+    search = load_sweep(ROOT / "sweeps" / "demo_search.py")
+    none = [t for t in search.trials if t.config["language.guidance"] == "none"]
+    guided = [t for t in search.trials if t.config["language.guidance"] != "none"]
+    assert len(none) == 2 and len(guided) == 24  # 2 seeds; 2 guidance x 3 omegas x 2 temperatures x 2 seeds
+    assert {t.config["data.val_classes"] for t in search.trials} == {12}

@@ -1,0 +1,51 @@
+"""Demo: choose omega and temperature of the language term on a VALIDATION split, never on the test split.
+
+The demo's schedule (sweeps/demo.py: EfficientNet-Lite0 at 64 px, multisimilarity, batch 72, lr 1e-4,
+5 epochs) on the training classes minus 12 held-out training classes (data.val_classes=12: 36 train / 12 validation classes,
+all disjoint from the 48 test classes). Grid: guidance {elg, plg} x omega {0.3, 1, 3} x temperature {1, 0.2},
+plus the no-guidance baseline, 2 seeds each. Rule: per guidance mode, the (omega, temperature) with the highest
+mean validation Recall@1 at the last epoch (ties: the smaller omega). The report writes the choice to
+results/demo_search/selected.md; sweeps/demo.py copies it with this file named as its source.
+
+Command: python sweeps/demo_search.py      (ran once; its results are committed in results/demo_search/)
+Trials: 26
+Cost: about 20 minutes on a 2-core CPU.
+"""
+
+NAME = "demo_search"
+
+# How the report picks the setting (langdml_core/report.py, select_by_validation).
+SELECT = {"by": ["language.guidance"], "metric": "val/recall_at_1", "tie_break": "language.omega"}
+
+
+def get_config():
+    return {
+        "data.name": "demo",
+        "data.val_classes": 12,
+        "optim.batch_size": 72,  # 36 classes x 2: the validation split leaves 36 training classes
+        "optim.lr": 1e-4,  # the demo's schedule, as in sweeps/demo.py
+        "run.epochs": 5,
+    }
+
+
+def get_sweep():
+    return {
+        "language.guidance": ["none", "elg", "plg"],
+        "language.omega": [0.3, 1.0, 3.0],
+        "language.temperature": [1.0, 0.2],
+        "run.seed": [0, 1],
+    }
+
+
+def keep(trial):
+    # the baseline has no matching term: one grid point of it (omega and temperature are then unused)
+    none = trial["language.guidance"] == "none"
+    return not none or (trial["language.omega"] == 1.0 and trial["language.temperature"] == 1.0)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from langdml_core.sweep import main
+
+    sys.exit(main(__file__))
