@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/python sweeps/demo.py --resume
+	$(BIN)/python sweeps/demo.py --resume --results results/local
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 -m "not slow"

@@ -188,7 +188,10 @@ def write_report(sweep, records: list[dict[str, Any]], out_dir: Path) -> str:
         f"# {sweep.name}\n\nSweep file: `{Path(sweep.path).name}`; {len(frame)} trials. Metrics in percent "
         "(like the paper), mean +- std over seeds. Protocols: last = last epoch; best_test_epoch = per metric the best "
         "epoch on the TEST split (the paper's release protocol, optimistic); val_selected = test metrics at the "
-        "epoch with the best validation recall_at_1 (only with data.val_classes).\n\n" + table + "\n"
+        "epoch with the best validation recall_at_1 (only with data.val_classes).\n\n"
+        + (f"{sweep.module.PROTOCOL}\n\n" if getattr(sweep.module, "PROTOCOL", "") else "")
+        + table
+        + "\n"
     )
     paired = paired_table(paired_differences(frame))
     if paired:

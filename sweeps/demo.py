@@ -1,30 +1,58 @@
-"""Demo: the embedded default main job (no downloads, CPU).
+"""Demo: the embedded default main job (no downloads, CPU): does language guidance help, over seeds?
 
-Demo dataset (rendered compositional objects) x guidance {none, elg, plg} x losses {multisimilarity, margin},
-EfficientNet-Lite0 (packaged ImageNet weights) at 64 px, MiniLM text encoder, one seed.
+Demo dataset (rendered compositional objects, 48 training / 48 unseen test classes) x guidance {none, elg, plg}
+x 3 seeds; multisimilarity (the release's), EfficientNet-Lite0 (packaged ImageNet weights) at 64 px, MiniLM
+text encoder, batch 72, lr 1e-4 for 5 epochs (the paper's 1e-5 barely moves in so short a schedule).
 
-Command: python sweeps/demo.py        (or: make demo; langdml sweep sweeps/demo.py)
-Trials: 6
+Omega and temperature per guidance mode were chosen on a class-disjoint VALIDATION split by
+sweeps/demo_search.py (run once, results/demo_search/selected.md), never on the test split. The table reports
+the last epoch (and the release's best-test-epoch protocol beside it) and each guided setup's paired difference
+to no guidance on the same seeds with a paired t-test.
+
+`make demo` writes to results/local/ (ignored by git) and compares its table with the committed reference run
+in results/demo/ (REFERENCE): every setup's mean test Recall@1 should lie within the reference's +- 2 std.
+
+Command: python sweeps/demo.py --results results/local   (or: make demo; langdml sweep sweeps/demo.py)
+Trials: 9
 Cost: about 8 minutes on a 2-core CPU (2 trials at a time, 1 CPU each).
 """
 
 NAME = "demo"
+REFERENCE = "results/demo"
+PROTOCOL = (
+    "Protocol: multisimilarity, 3 seeds per setup; ELG and PLG with omega 0.3 and temperature 0.2, chosen on a "
+    "class-disjoint validation split by sweeps/demo_search.py (results/demo_search/selected.md); the test split "
+    "chose nothing. Read the last-epoch columns (the demo's schedule is fixed); best_test_epoch is the release's "
+    "optimistic protocol."
+)
+
+# Chosen by sweeps/demo_search.py on the validation split, 2026-12-02 (results/demo_search/selected.md): the
+# highest mean validation Recall@1 over 2 seeds among omega {0.3, 1, 3} x temperature {1, 0.2}.
+LANGUAGE = {
+    "elg": {"language.omega": 0.3, "language.temperature": 0.2},
+    "plg": {"language.omega": 0.3, "language.temperature": 0.2},
+}
 
 
 def get_config():
     return {
         "data.name": "demo",
-        "optim.lr": 1e-4,  # the demo schedule is short; 1e-5 (the paper's) barely moves in 5 epochs
+        "loss.name": "multisimilarity",
+        "optim.batch_size": 72,  # as in demo_search.py, whose validation split leaves 36 classes
+        "optim.lr": 1e-4,
         "run.epochs": 5,
-        "language.omega": 1.0,
     }
 
 
 def get_sweep():
     return {
-        "loss.name": ["multisimilarity", "margin"],
         "language.guidance": ["none", "elg", "plg"],
+        "run.seed": [0, 1, 2],
     }
+
+
+def derive(trial):
+    return LANGUAGE.get(trial["language.guidance"], {"language.omega": 0.0})
 
 
 if __name__ == "__main__":
