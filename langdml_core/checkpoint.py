@@ -6,14 +6,17 @@ disk) the previous one is used and a warning says so.
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from langdml_core.cache import atomic_write
+from langdml_core.errors import DiskFullError
 
 log = logging.getLogger(__name__)
 KEEP = 2
@@ -22,10 +25,35 @@ _NAME = re.compile(r"^checkpoint_epoch(\d+)\.pt$")
 
 def save(directory: Path, epoch: int, state: dict[str, Any]) -> Path:
     directory = Path(directory)
-    target = atomic_write(directory / f"checkpoint_epoch{epoch:04d}.pt", lambda tmp: torch.save(state, tmp))
+    target = directory / f"checkpoint_epoch{epoch:04d}.pt"
+    try:
+        atomic_write(target, lambda tmp: torch.save(state, tmp))
+    except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError from its zip writer
+        if getattr(exc, "errno", None) != errno.ENOSPC and not _disk_full(directory):
+            raise
+        raise DiskFullError(
+            f"No space left on the device of {directory} while writing {target.name}; free space there (or "
+            f"use another output directory) and rerun: the run resumes from its last complete checkpoint."
+        ) from exc
     for old in _checkpoints(directory)[KEEP:]:
         old.unlink(missing_ok=True)
     return target
+
+
+def remove_orphans(directory: Path) -> list[Path]:
+    """Delete temp files a killed checkpoint write left behind (call while holding the directory's lock)."""
+    orphans = list(Path(directory).glob(".checkpoint_epoch*.pt.*.tmp"))
+    for orphan in orphans:
+        orphan.unlink(missing_ok=True)
+    return orphans
+
+
+def _disk_full(directory: Path, needed: int = 1 << 20) -> bool:
+    """Less than ``needed`` bytes free where ``directory`` lives."""
+    try:
+        return shutil.disk_usage(directory).free < needed
+    except OSError:
+        return False
 
 
 def load_latest(directory: Path | None) -> dict[str, Any] | None:
@@ -38,6 +66,17 @@ def load_latest(directory: Path | None) -> dict[str, Any] | None:
         except Exception as exc:  # truncated zip, unpickling error: fall back to the previous one
             log.warning("Checkpoint %s is unreadable (%s); falling back to the previous one.", path, exc)
     return None
+
+
+def latest_epoch(directory: Path) -> int | None:
+    """The epoch of the newest checkpoint file in ``directory`` (None when there is none)."""
+    found = all_checkpoints(directory)
+    return int(_NAME.match(found[0].name).group(1)) if found else None
+
+
+def all_checkpoints(directory: Path) -> list[Path]:
+    """Checkpoint files newest first (an empty list for a missing directory)."""
+    return _checkpoints(Path(directory)) if Path(directory).is_dir() else []
 
 
 def _checkpoints(directory: Path) -> list[Path]:

@@ -30,3 +30,11 @@ class NonFiniteLossError(UserError, FloatingPointError):
 
 class TrackingError(UserError, ConnectionError):
     """The MLflow tracking server cannot be reached when it must be (before a sweep, when syncing)."""
+
+
+class DiskFullError(UserError, OSError):
+    """No space left where a run writes its state; the message names the path."""
+
+
+class RunDirectoryError(UserError, RuntimeError):
+    """An output directory that holds another run, or that another process is using."""

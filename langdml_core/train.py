@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from langdml_core import checkpoint
+from langdml_core import checkpoint, rundir
 from langdml_core.backbones import build_model
 from langdml_core.config import TrialConfig
 from langdml_core.data import build_dataset, eval_loader, loader_images, train_loader
+from langdml_core.data.sampler import SAMPLERS
 from langdml_core.data.transforms import eval_resize, eval_transform, train_transform
 from langdml_core.errors import ConfigError, NonFiniteLossError
 from langdml_core.evaluate import embed, nmi_clusters_k, retrieval_metrics
@@ -42,12 +43,24 @@ def train_trial(
     on_epoch_end: EpochCallback | None = None,
     resume_state: dict[str, Any] | None = None,
     extra_state: dict[str, Any] | None = None,
+    restart: bool = False,
 ) -> dict[str, Any]:
+    """Train one trial in ``run.out_dir``, resuming the run there unless ``restart``; the directory is
+    locked meanwhile and a stored run with another configuration is refused (``langdml_core.rundir``)."""
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     out_dir = Path(cfg.run.out_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}").absolute()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    with rundir.claim(out_dir, cfg, restart=restart):
+        return run(cfg, out_dir, on_epoch_end, resume_state, extra_state)
 
+
+def run(
+    cfg: TrialConfig,
+    out_dir: Path,
+    on_epoch_end: EpochCallback | None,
+    resume_state: dict[str, Any] | None,
+    extra_state: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The trial itself, top to bottom; ``train_trial`` holds its directory."""
     # ---- determinism and device --------------------------------------------------------------
     seed_everything(cfg.run.seed)  # random-init backbones draw from here
     if cfg.run.threads:
@@ -57,6 +70,7 @@ def train_trial(
 
     # ---- data, model, loss, optimiser ----------------------------------------------------------
     dataset = build_dataset(cfg.data)
+    check_fits(cfg, dataset)  # before any model is built
     image_size = cfg.data.image_size or dataset.default_image_size
     model = build_model(cfg.model).to(device, memory_format=memory_format)
     forward = torch.compile(model) if cfg.run.compile else model  # checkpoints keep the plain module's keys
@@ -191,6 +205,19 @@ def train_trial(
 
 
 # ---- helpers used above ---------------------------------------------------------------------------
+def check_fits(cfg: TrialConfig, dataset) -> None:
+    """Refuse, in one sentence, a batch the training split cannot fill or a Recall@k beyond a split's size."""
+    SAMPLERS[cfg.data.sampler](dataset.train.labels, cfg.optim.batch_size, cfg.data.samples_per_class)
+    splits = {"test": dataset.test, **({"val": dataset.val} if dataset.val is not None else {})}
+    for name, split in splits.items():
+        too_far = [k for k in cfg.eval.ks if k > len(split) - 1]
+        if too_far:
+            raise ConfigError(
+                f"eval.ks={list(cfg.eval.ks)} asks for {too_far[0]} neighbours, but the {name} split has "
+                f"{len(split)} images (at most {len(split) - 1} neighbours per query); use smaller k."
+            )
+
+
 def loss_terms(
     criterion, guidance, embeddings, labels, global_step: int, features=None
 ) -> dict[str, torch.Tensor]:

@@ -22,18 +22,20 @@ from collections import deque
 import numpy as np
 from torch.utils.data import Sampler
 
+from langdml_core.errors import ConfigError
+
 
 class ClassBalancedBatchSampler(Sampler[list[int]]):
     def __init__(self, labels, batch_size: int, samples_per_class: int, seed: int = 0):
         labels = np.asarray(labels, dtype=np.int64)
         if batch_size % samples_per_class:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size={batch_size} is not a multiple of samples_per_class={samples_per_class}."
             )
         self.classes = np.unique(labels)
         self.per_batch = batch_size // samples_per_class
         if self.per_batch > len(self.classes):
-            raise ValueError(
+            raise ConfigError(
                 f"A batch of {batch_size} with {samples_per_class} per class needs {self.per_batch} classes, "
                 f"but the training split has only {len(self.classes)}; lower optim.batch_size."
             )
@@ -83,11 +85,11 @@ class ClassRandomBatchSampler(Sampler[list[int]]):
     def __init__(self, labels, batch_size: int, samples_per_class: int, seed: int = 0):
         labels = np.asarray(labels, dtype=np.int64)
         if batch_size % samples_per_class:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size={batch_size} is not a multiple of samples_per_class={samples_per_class}."
             )
         if len(labels) < batch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"The release sampler makes N // B batches per epoch, but the training split has only "
                 f"{len(labels)} images for a batch of {batch_size}; lower optim.batch_size."
             )
