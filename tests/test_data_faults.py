@@ -118,7 +118,8 @@ def test_no_trial_trains_on_a_broken_dataset(tmp_path):
     with pytest.raises(DatasetError, match=f"image '{bad}' of the test split cannot be decoded"):
         train_trial(config)
     run = tmp_path / "run"
-    assert sorted(p.name for p in run.iterdir()) == ["config.json"]  # no metrics, no checkpoint
+    # no metrics, no checkpoint (the lock file of the run directory stays, unlocked)
+    assert sorted(p.name for p in run.iterdir()) == [".langdml.lock", "config.json"]
 
 
 # ---- langdml data check --------------------------------------------------------------------------------
