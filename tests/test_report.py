@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from langdml_core import plots
-from langdml_core.report import (
+from langdml_core.runner import plots
+from langdml_core.runner.report import (
     PAIRED_TITLE,
     paired_differences,
     paired_table,

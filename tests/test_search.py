@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from langdml_core.errors import ConfigError
-from langdml_core.search import SearchSpec, best_setting, searched_name
-from langdml_core.sweep import load_sweep
+from langdml_core.runner.search import best_setting
+from langdml_core.runner.search_spec import SearchSpec, searched_name
+from langdml_core.runner.sweep_file import load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNE = ROOT / "sweeps" / "tune_omega.py"

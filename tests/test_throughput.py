@@ -6,13 +6,13 @@ import pytest
 import torch
 from conftest import tiny_trial
 
-from langdml_core.bench_data import bench_data, make_jpeg_folder
-from langdml_core.bench_data import format_report as data_report
-from langdml_core.bench_train import bench_train
-from langdml_core.bench_train import format_report as train_report
-from langdml_core.cli import main
+from langdml_core.bench.data import bench_data, make_jpeg_folder
+from langdml_core.bench.data import format_report as data_report
+from langdml_core.bench.train import bench_train
+from langdml_core.bench.train import format_report as train_report
 from langdml_core.config import TrialConfig
 from langdml_core.errors import ConfigError
+from langdml_core.runner.cli import main
 from langdml_core.train import speed_options, train_trial
 
 

@@ -100,7 +100,7 @@ def paired_plot(
     paired: pd.DataFrame, out: Path, metric: str = METRIC, protocol: str | None = None
 ) -> Path | None:
     """Per guided setup: each seed's difference to the no-guidance baseline (dots), their mean +- std (bar),
-    and the zero line; ``paired`` comes from :func:`langdml_core.report.paired_differences`. One panel, the
+    and the zero line; ``paired`` comes from :func:`langdml_core.runner.report.paired_differences`. One panel, the
     protocol "last" (or the first one present)."""
     rows = paired[paired["metric"] == metric] if not paired.empty else paired
     if rows.empty:

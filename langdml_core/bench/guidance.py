@@ -9,12 +9,11 @@ before timing: their one-off cost is not part of a step.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from langdml_core.bench import interleaved
+from langdml_core.bench.timing import interleaved, medians, spreads
 
 
 def bench_guidance(
@@ -84,7 +83,7 @@ def bench_guidance(
     times = interleaved(
         {mode: lambda g=guidance: one_round(g) for mode, guidance in guidances.items()}, repeats
     )
-    median = {mode: statistics.median(t) for mode, t in times.items()}
+    median = medians(times)
     return {
         "setup": {
             "backbone": backbone,
@@ -96,7 +95,7 @@ def bench_guidance(
             "threads": torch.get_num_threads(),
         },
         "step_seconds": median,
-        "spread": {mode: [min(t), max(t)] for mode, t in times.items()},
+        "spread": spreads(times),
         "ratio": {mode: median[mode] / median["none"] for mode in ("elg", "plg")},
     }
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from langdml_core.runner import plots
+
 HEADLINE = ("test/recall_at_1", "test/map_at_r", "test/map_at_1000", "test/nmi")
 PROTOCOLS = ("last", "best_test_epoch", "val_selected")
 PAIRED_METRICS = ("test/recall_at_1", "test/map_at_r")
@@ -307,8 +309,6 @@ def _reference_dir(sweep) -> Path | None:
 def write_plots(sweep, records: list[dict[str, Any]], frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     """curves.png (every trial's test curve and loss), paired.png (each guided setup's per-seed difference to no
     guidance, when there is a baseline) and one PNG per entry of the sweep file's PLOTS."""
-    from langdml_core import plots
-
     written = [plots.training_curves(records, out_dir / "curves.png")]
     paired = paired_differences(frame)
     if not paired.empty:

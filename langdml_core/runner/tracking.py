@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from langdml_core.errors import TrackingError
+from langdml_core.config import parse_value
+from langdml_core.errors import ConfigError, TrackingError
 
 log = logging.getLogger(__name__)
 TRIAL_TAG = "langdml.trial"
@@ -28,13 +29,6 @@ def _tracking_errors() -> tuple[type[BaseException], ...]:
     from mlflow.exceptions import MlflowException
 
     return (MlflowException, OSError)
-
-
-def default_tracking_uri(results_dir: str | Path = "results") -> str:
-    """A SQLite database under results/ (absolute path: trials run in other working directories)."""
-    path = Path(results_dir).expanduser().absolute() / "mlflow.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
 
 
 def client(tracking_uri: str):
@@ -272,9 +266,6 @@ def _quote(text: str) -> str:
 
 def records_from_mlflow(tracking_uri: str, sweep: str) -> list[dict[str, Any]]:
     """Per-trial records (name, varied, status, per-epoch history) rebuilt from the sweep's MLflow runs."""
-    from langdml_core.config import parse_value
-    from langdml_core.errors import ConfigError
-
     c = client(tracking_uri)
     experiment = c.get_experiment_by_name(sweep)
     if experiment is None:

@@ -1,12 +1,13 @@
 """Search sweeps: Optuna (TPE) proposes values on a class-disjoint validation split, ASHA stops weak trials
 early, then the best setting is retrained over seeds on all training classes.
 
-A sweep file becomes a search by defining ``get_search()`` (see sweeps/tune_omega.py). Its ``get_sweep()``
-grid must hold exactly one setup (the cell being tuned). Repeating trials over seeds (Tune's Repeater) is
-NOT combined with ASHA: a scheduler would stop repeats of one setting independently and the averaged
-score would be wrong; seeds are spent on the retrain instead.
+A sweep file becomes a search by defining ``get_search()`` (see sweeps/tune_omega.py and
+``langdml_core.runner.search_spec``). Its ``get_sweep()`` grid must hold exactly one setup (the cell being
+tuned). Repeating trials over seeds (Tune's Repeater) is NOT combined with ASHA: a scheduler would stop
+repeats of one setting independently and the averaged score would be wrong; seeds are spent on the retrain
+instead.
 
-Everything Ray-specific is imported inside ``run_search`` so listing a search sweep needs no Ray.
+Ray is imported inside ``run_search`` so reporting a search needs no Ray.
 """
 
 from __future__ import annotations
@@ -14,88 +15,24 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from langdml_core.config import TrialConfig
 from langdml_core.errors import ConfigError
-
-DISTRIBUTIONS = ("loguniform", "uniform")
-SMOKE_SEARCH = {"samples": 2, "final_seeds": [0], "grace_period": 1}
-"""What ``--smoke`` changes in a search (besides the per-trial SMOKE settings)."""
-
-
-@dataclass
-class SearchSpec:
-    space: dict[str, list]
-    """Dotted config key -> [distribution, low, high]; distribution is 'loguniform' or 'uniform'."""
-    metric: str = "val/recall_at_1"
-    """Validation metric the search maximises or minimises (needs data.val_classes > 0)."""
-    mode: str = "max"
-    samples: int = 24
-    """Settings TPE proposes."""
-    grace_period: int = 5
-    """ASHA: epochs every setting trains before it can be stopped."""
-    reduction_factor: int = 3
-    """ASHA: keep the best 1/reduction_factor at each rung."""
-    seed: int = 0
-    """Seed of the TPE sampler (the search's proposals are reproducible)."""
-    final: dict[str, Any] = field(default_factory=dict)
-    """Overrides for the retrain of the best setting (e.g. all training classes, the full schedule)."""
-    final_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str) -> SearchSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown get_search() key {unknown[0]!r}; expected one of {', '.join(sorted(known))}."
-            )
-        spec = cls(**raw)
-        for key, dist in spec.space.items():
-            TrialConfig.from_dict({key: 1.0})  # the key must be a real config key
-            ok = (
-                isinstance(dist, (list, tuple))
-                and len(dist) == 3
-                and dist[0] in DISTRIBUTIONS
-                and all(isinstance(v, (int, float)) for v in dist[1:])
-                and 0 < dist[1] < dist[2]
-            )
-            if not ok:
-                raise ConfigError(
-                    f"{source}: search space {key}={dist!r}; expected [distribution, low, high] with "
-                    f"distribution one of {', '.join(DISTRIBUTIONS)} and 0 < low < high."
-                )
-        if spec.mode not in ("max", "min"):
-            raise ConfigError(f"{source}: search mode {spec.mode!r}; expected 'max' or 'min'.")
-        try:
-            TrialConfig.from_dict(dict(spec.final))
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: get_search()['final']: {exc}") from None
-        return spec
-
-
-def search_trials(spec: SearchSpec, base: dict[str, Any]):
-    """The trials a search will run, for listing: placeholders for the proposals, then the retrain."""
-    from langdml_core.sweep import Trial
-
-    searched = {key: f"<{dist[0]} {dist[1]}..{dist[2]}>" for key, dist in spec.space.items()}
-    trials = [
-        Trial(f"search/sample={i}", {**base, **searched}, {"sample": i}) for i in range(1, spec.samples + 1)
-    ]
-    final = TrialConfig.from_dict({**base, **spec.final}).flat()
-    trials += [
-        Trial(f"final/seed={s}", {**final, **searched, "run.seed": s}, {"run.seed": s})
-        for s in spec.final_seeds
-    ]
-    return trials
-
-
-def searched_name(values: dict[str, Any]) -> str:
-    """e.g. search/omega=3.142/temperature=0.8713 (four significant digits identify a proposal)."""
-    return "search/" + "/".join(f"{k.rsplit('.', 1)[-1]}={v:.4g}" for k, v in values.items())
+from langdml_core.runner.places import FINAL_SUFFIX, SEARCH_SUFFIX
+from langdml_core.runner.plots import search_plot
+from langdml_core.runner.search_spec import SearchSpec
+from langdml_core.runner.sweep_file import Sweep, Trial
+from langdml_core.runner.tune import (
+    dirname,
+    prepare,
+    refuse_overwrite,
+    results_frame,
+    run_config,
+    run_sweep,
+    trainable,
+)
 
 
 def best_setting(records: list[dict[str, Any]], spec: SearchSpec, epochs: int) -> dict[str, Any]:
@@ -135,11 +72,8 @@ def run_search(sweep, args: argparse.Namespace) -> int:
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from langdml_core import ray_tune
-    from langdml_core.sweep import Sweep, Trial
-
     spec: SearchSpec = sweep.search
-    place = ray_tune.prepare(sweep, args)
+    started = prepare(sweep, args)
     base = sweep.base_config
     epochs = int(base["run.epochs"])
     if int(base.get("data.val_classes", 0)) <= 0 and spec.metric.startswith("val/"):
@@ -151,14 +85,14 @@ def run_search(sweep, args: argparse.Namespace) -> int:
     param_space = {
         "trial": {"name": "search", "config": base, "varied": {}},
         "search": space,
-        "tracking": place.tracking,
+        "tracking": started.tracking,
     }
-    path = f"{place.storage}/{sweep.name}-search"
-    fn = tune.with_resources(ray_tune.trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
+    path = started.places.tune_path(sweep.name + SEARCH_SUFFIX)
+    fn = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
     if args.resume and tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, fn, resume_unfinished=True, resume_errored=True)
     else:
-        ray_tune.refuse_overwrite(sweep.name, path, args.resume)
+        refuse_overwrite(sweep.name, path, args.resume)
         searcher = OptunaSearch(metric=spec.metric, mode=spec.mode, seed=spec.seed)
         tuner = tune.Tuner(
             fn,
@@ -174,13 +108,13 @@ def run_search(sweep, args: argparse.Namespace) -> int:
                     reduction_factor=spec.reduction_factor,
                 ),
                 num_samples=spec.samples,
-                trial_dirname_creator=ray_tune.dirname,
+                trial_dirname_creator=dirname,
             ),
-            run_config=ray_tune.run_config(f"{sweep.name}-search", place.storage),
+            run_config=run_config(sweep.name + SEARCH_SUFFIX, started.places.storage),
         )
-    records = ray_tune.results_frame(tuner.fit())
+    records = results_frame(tuner.fit())
     best = best_setting(records, spec, epochs)
-    out = Path(args.results).expanduser().absolute() / sweep.name
+    out = started.places.results / sweep.name
     write_search_report(sweep, spec, records, best, out)
     print(f"Best {spec.metric} {best[spec.metric]:.4f}: {best['values']} ({best['trial']})")
 
@@ -190,7 +124,7 @@ def run_search(sweep, args: argparse.Namespace) -> int:
         for s in spec.final_seeds
     ]
     retrain = Sweep(sweep.name, sweep.path, sweep.module, trials, len(trials))
-    return ray_tune.run_sweep(retrain, args, tune_name=f"{sweep.name}-final")
+    return run_sweep(retrain, args, tune_name=sweep.name + FINAL_SUFFIX)
 
 
 def report_search(sweep, records: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
@@ -223,6 +157,4 @@ def write_search_report(sweep, spec: SearchSpec, records, best: dict[str, Any], 
     frame = pd.DataFrame(rows)
     frame.to_parquet(out / "search.parquet", index=False)
     (out / "best.json").write_text(json.dumps(best, indent=2) + "\n")
-    from langdml_core.plots import search_plot
-
     search_plot(frame, list(spec.space), spec.metric, out / "search.png")
