@@ -35,7 +35,7 @@ def test_speed_options_default_to_fp32_and_auto_is_bf16_channels_last_on_cuda_on
         (
             "run.precision",
             "fp16",
-            "run.precision='fp16' is not valid (did you mean 'bf16'?); expected one of: auto, bf16, fp32.",
+            "run.precision='fp16' is not valid (did you mean 'bf16'?); expected one of: fp32, bf16, auto.",
         ),
         ("run.memory_format", "nhwc", "expected one of: auto, channels_last, contiguous."),
         ("data.cache_images", "yes", "data.cache_images must be true or false, got 'yes'."),

@@ -28,7 +28,7 @@ def bench_guidance(
     import torch
 
     from langdml_core.backbones import build_model
-    from langdml_core.config import TrialConfig
+    from langdml_core.config import CHOICES, TrialConfig
     from langdml_core.data import build_dataset, train_loader
     from langdml_core.data.transforms import train_transform
     from langdml_core.losses import build_loss
@@ -43,7 +43,8 @@ def bench_guidance(
         "language.omega": 1.0,
     }
     configs = {
-        mode: TrialConfig.from_dict({**base, "language.guidance": mode}) for mode in ("none", "elg", "plg")
+        mode: TrialConfig.from_dict({**base, "language.guidance": mode})
+        for mode in CHOICES["language.guidance"]
     }
     cfg = configs["none"]
     dataset = build_dataset(cfg.data)
