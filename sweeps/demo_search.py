@@ -14,7 +14,7 @@ Cost: about 20 minutes on a 2-core CPU.
 
 NAME = "demo_search"
 
-# How the report picks the setting (langdml_core/report.py, select_by_validation).
+# How the report picks the setting (langdml_core/runner/report.py, select_by_validation).
 SELECT = {"by": ["language.guidance"], "metric": "val/recall_at_1", "tie_break": "language.omega"}
 
 
