@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from langdml_core.bench.timing import interleaved, medians, spreads
+from langdml_core.bench.timing import interleaved, medians, spreads, step_header
 
 
 def bench_guidance(
@@ -103,10 +103,7 @@ def bench_guidance(
 
 def format_report(result: dict) -> str:
     s = result["setup"]
-    lines = [
-        f"training step, {s['backbone']} {s['image_size']} px, batch {s['batch_size']}, {s['device']}, "
-        f"{s['threads']} threads; median of {s['repeats']} interleaved rounds of {s['steps']} steps"
-    ]
+    lines = [step_header(s)]
     for mode, t in result["step_seconds"].items():
         lo, hi = result["spread"][mode]
         ratio = "" if mode == "none" else f"   ratio to none: {result['ratio'][mode]:.3f}x"

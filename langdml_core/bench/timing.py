@@ -41,3 +41,12 @@ def medians(values: dict[str, list[float]]) -> dict[str, float]:
 def spreads(values: dict[str, list[float]]) -> dict[str, list[float]]:
     """[min, max] of each mode."""
     return {mode: [min(v), max(v)] for mode, v in values.items()}
+
+
+def step_header(setup: dict[str, Any]) -> str:
+    """The first line of a training-step bench's report: what was timed and how."""
+    s = setup
+    return (
+        f"training step, {s['backbone']} {s['image_size']} px, batch {s['batch_size']}, {s['device']}, "
+        f"{s['threads']} threads; median of {s['repeats']} interleaved rounds of {s['steps']} steps"
+    )

@@ -15,7 +15,7 @@ import argparse
 import copy
 import time
 
-from langdml_core.bench.timing import interleaved, medians, spreads
+from langdml_core.bench.timing import interleaved, medians, spreads, step_header
 
 
 def bench_train(
@@ -112,10 +112,7 @@ def bench_train(
 
 def format_report(result: dict) -> str:
     s = result["setup"]
-    lines = [
-        f"training step, {s['backbone']} {s['image_size']} px, batch {s['batch_size']}, {s['device']}, "
-        f"{s['threads']} threads; median of {s['repeats']} interleaved rounds of {s['steps']} steps"
-    ]
+    lines = [step_header(s)]
     for mode, t in result["step_seconds"].items():
         lo, hi = result["spread"][mode]
         memory = result["gpu_memory_gib"].get(mode)
