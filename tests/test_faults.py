@@ -14,10 +14,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from test_sweeps import TINY, finished_and_running, mlflow_runs, ray_temp, run_sweep, stop_ray, trial_dirs
 
+from langdml_core.runner.records import TrialRecord
 from langdml_core.runner.sweep_file import load_sweep
 from langdml_core.runner.tracking import TrialRun, ensure_parent_run, redact, sync_records
 
@@ -39,13 +41,7 @@ def record(name, epochs, status="TERMINATED"):
         {"epoch": e, "test/recall_at_1": 0.1 * e, "timestamp": 1e9 + e, "config/trial/name": name}
         for e in epochs
     ]
-    return {
-        "name": name,
-        "varied": {"run.seed": 0},
-        "config": {"run.seed": 0},
-        "status": status,
-        "history": history,
-    }
+    return TrialRecord(name, {"run.seed": 0}, {"run.seed": 0}, status, history=history)
 
 
 # ---- tracking ------------------------------------------------------------------------------------------------
@@ -243,6 +239,18 @@ def test_a_nan_trial_fails_alone_and_is_not_retried(tmp_path):
         >= 1
     )
     assert failed_dir.name.startswith("lr=1e_30") or "1e" in failed_dir.name
+
+    # the report reads the same table from MLflow and from Tune's files (no stray error column)
+    results = tmp_path / "results"
+    places = ["--storage", str(results / "ray"), "--tracking-uri", f"sqlite:///{results / 'mlflow.db'}"]
+    frames = {}
+    for source in ("mlflow", "tune"):
+        out = tmp_path / f"from_{source}"
+        cmd = [sys.executable, "-m", "langdml_core.runner.cli", "report", str(sweep), "--source", source]
+        subprocess.run([*cmd, "--results", str(out), *places], env=env, check=True, capture_output=True)
+        frames[source] = pd.read_parquet(out / "tiny" / "trials.parquet").drop(columns="error")
+        assert (out / "tiny" / "table.md").read_text() == table, source
+    pd.testing.assert_frame_equal(frames["mlflow"], frames["tune"])
 
 
 @pytest.mark.slow

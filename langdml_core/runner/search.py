@@ -22,6 +22,7 @@ from langdml_core.config import TrialConfig
 from langdml_core.errors import ConfigError
 from langdml_core.runner.places import FINAL_SUFFIX, SEARCH_SUFFIX
 from langdml_core.runner.plots import search_plot
+from langdml_core.runner.records import TrialRecord
 from langdml_core.runner.search_spec import SearchSpec
 from langdml_core.runner.sweep_file import Sweep, Trial
 from langdml_core.runner.tune import (
@@ -35,14 +36,14 @@ from langdml_core.runner.tune import (
 )
 
 
-def best_setting(records: list[dict[str, Any]], spec: SearchSpec, epochs: int) -> dict[str, Any]:
+def best_setting(records: list[TrialRecord], spec: SearchSpec, epochs: int) -> dict[str, Any]:
     """The proposal with the best last-epoch metric among those ASHA let train the whole schedule."""
     complete = [
         r
         for r in records
-        if r["history"]
-        and int(r["history"][-1].get("epoch", 0)) >= epochs
-        and _finite(r["history"][-1].get(spec.metric))
+        if r.history
+        and int(r.history[-1].get("epoch", 0)) >= epochs
+        and _finite(r.history[-1].get(spec.metric))
     ]
     if not complete:
         raise ConfigError(
@@ -50,11 +51,11 @@ def best_setting(records: list[dict[str, Any]], spec: SearchSpec, epochs: int) -
         )
     sign = 1 if spec.mode == "max" else -1
     # ties go to the first name in sort order, so Tune's and MLflow's records choose the same proposal
-    best = min(complete, key=lambda r: (-sign * float(r["history"][-1][spec.metric]), r["name"]))
+    best = min(complete, key=lambda r: (-sign * float(r.history[-1][spec.metric]), r.name))
     return {
-        "values": {k: best["config"][k] for k in spec.space},
-        "trial": best["name"],
-        spec.metric: float(best["history"][-1][spec.metric]),
+        "values": {k: best.config[k] for k in spec.space},
+        "trial": best.name,
+        spec.metric: float(best.history[-1][spec.metric]),
         "complete_trials": len(complete),
         "trials": len(records),
     }
@@ -127,29 +128,31 @@ def run_search(sweep, args: argparse.Namespace) -> int:
     return run_sweep(retrain, args, tune_name=sweep.name + FINAL_SUFFIX)
 
 
-def report_search(sweep, records: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+def report_search(sweep, records: list[TrialRecord], out: Path) -> list[TrialRecord]:
     """Rewrite the search report from all records of a search sweep; return the retrain's records."""
-    proposals = [r for r in records if r["name"].startswith("search/")]
+    proposals = [r for r in records if r.name.startswith("search/")]
     # the schedule the proposals actually ran (a --smoke or --set run may differ from the file's)
-    epochs = max((int(r["config"].get("run.epochs", 0)) for r in proposals), default=0)
+    epochs = max((int(r.config.get("run.epochs", 0)) for r in proposals), default=0)
     best = best_setting(proposals, sweep.search, epochs or int(sweep.base_config["run.epochs"]))
     write_search_report(sweep, sweep.search, proposals, best, out)
-    return [r for r in records if r["name"].startswith("final/")]
+    return [r for r in records if r.name.startswith("final/")]
 
 
-def write_search_report(sweep, spec: SearchSpec, records, best: dict[str, Any], out: Path) -> None:
+def write_search_report(
+    sweep, spec: SearchSpec, records: list[TrialRecord], best: dict[str, Any], out: Path
+) -> None:
     """search.parquet (one row per proposal), best.json and a plot of the metric over the searched values."""
     import pandas as pd
 
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for r in records:
-        last = r["history"][-1] if r["history"] else {}
+        last = r.history[-1] if r.history else {}
         rows.append(
             {
-                "trial": r["name"],
-                "status": r["status"],
-                **{k: r["config"][k] for k in spec.space},
+                "trial": r.name,
+                "status": r.status,
+                **{k: r.config[k] for k in spec.space},
                 "epochs": int(last.get("epoch", 0)),
                 spec.metric: last.get(spec.metric, float("nan")),
             }

@@ -18,6 +18,15 @@ from typing import Any
 from langdml_core.config import TrialConfig
 from langdml_core.errors import ConfigError, NonFiniteLossError, TrackingError
 from langdml_core.runner.places import Places, resolve_places
+from langdml_core.runner.records import (
+    ERROR,
+    ERROR_TAG,
+    PLACEMENT_TAGS,
+    SWEEP_FILE_TAG,
+    TERMINATED,
+    TrialRecord,
+    trial_tags,
+)
 from langdml_core.runner.report import write_report
 from langdml_core.runner.search_spec import searched_name
 from langdml_core.runner.sweep_file import Sweep
@@ -61,10 +70,7 @@ def trainable(params: dict[str, Any]) -> None:
         tracking["parent_run_id"],
         trial["name"],
         run_id=extra["mlflow_run_id"],
-        tags={
-            "langdml.sweep": tracking["sweep"],
-            **{f"langdml.{k}": str(v) for k, v in trial["varied"].items()},
-        },
+        tags=trial_tags(tracking["sweep"], trial["varied"]),
     )
     extra["mlflow_run_id"] = (
         run.run_id
@@ -79,7 +85,9 @@ def trainable(params: dict[str, Any]) -> None:
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "placement.json").write_text(json.dumps(placement))
-    run.set_tags({"langdml.gpu_ids": ",".join(placement["gpu_ids"]), "langdml.node_id": placement["node_id"]})
+    run.set_tags(
+        dict(zip(PLACEMENT_TAGS, (",".join(placement["gpu_ids"]), placement["node_id"]), strict=True))
+    )
 
     failed = out_dir / FAILED_FILE
     if failed.is_file():  # a deterministic failure (NaN) is not worth Tune's retries
@@ -99,7 +107,7 @@ def trainable(params: dict[str, Any]) -> None:
             run.log_artifact(out_dir / artifact)
     except NonFiniteLossError as exc:
         failed.write_text(json.dumps({"error": str(exc)}))
-        run.set_tags({"langdml.error": str(exc)[:4000]})
+        run.set_tags({ERROR_TAG: str(exc)[:4000]})
         run.end("FAILED")
         raise
     except BaseException:
@@ -165,7 +173,7 @@ def prepare(sweep: Sweep, args: argparse.Namespace) -> Started:
             _temp_dir=os.environ.get("LANGDML_RAY_TEMP_DIR"),
         )
     experiment_id, parent_run_id = ensure_parent_run(
-        places.tracking_uri, sweep.name, {"langdml.sweep_file": str(sweep.path)}
+        places.tracking_uri, sweep.name, {SWEEP_FILE_TAG: str(sweep.path)}
     )
     tracking = {
         "uri": places.tracking_uri,
@@ -246,23 +254,23 @@ def run_sweep(sweep: Sweep, args: argparse.Namespace, tune_name: str | None = No
     return 1 if failed else 0
 
 
-def results_frame(results) -> list[dict[str, Any]]:
-    """One record per trial from Tune's ResultGrid: name, varied values, status, per-epoch history, run id."""
-    rows = []
+def results_frame(results) -> list[TrialRecord]:
+    """One record per trial from Tune's ResultGrid: name, varied values, status, per-epoch history."""
+    records = []
     for result in results:
         trial = resolve_trial(result.config)
         history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
-        rows.append(
-            {
-                "name": trial["name"],
-                "varied": trial["varied"],
-                "config": trial["config"],
-                "status": "ERROR" if result.error is not None else "TERMINATED",
-                "error": str(result.error) if result.error else "",
-                "history": history,
-            }
+        records.append(
+            TrialRecord(
+                name=trial["name"],
+                varied=trial["varied"],
+                config=trial["config"],
+                status=ERROR if result.error is not None else TERMINATED,
+                error=str(result.error) if result.error else "",
+                history=history,
+            )
         )
-    return rows
+    return records
 
 
 def check_tracking(uri: str) -> None:
@@ -298,7 +306,7 @@ def dirname(trial) -> str:
     return re.sub(r"[^\w.=-]+", "_", name)[:100] + f"_{trial.trial_id}"
 
 
-def records_from_tune(experiment_path: str) -> list[dict[str, Any]]:
+def records_from_tune(experiment_path: str) -> list[TrialRecord]:
     """Per-trial records from Tune's own result files (works while MLflow is unreachable)."""
     from ray import tune
 
