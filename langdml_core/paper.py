@@ -8,8 +8,8 @@ written out independently.
     recipe("cub200", 128, "s2sd", "plg")  ->  {"run.epochs": Sourced(300, "release benchmark script ..."), ...}
 
 ``recipe`` returns dotted config keys -> ``Sourced(value, source)``; sweep files return it from ``derive``
-(or ``get_config``) and ``langdml_core.sweep`` splits it into the trial's config and its sources. Every
-source starts with its kind:
+(or ``get_config``) and ``langdml_core.runner.sweep_file`` splits it into the trial's config and its
+sources. Every source starts with its kind:
 
 - ``release``: read from the release (the file is named);
 - ``derived``: a cell the release did not run, filled by the rule the release implies (an ELG or no-guidance

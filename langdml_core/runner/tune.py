@@ -206,7 +206,7 @@ def refuse_overwrite(sweep_name: str, experiment_path: str, resume: bool) -> Non
 
 def resolve_trial(params: dict[str, Any]) -> dict[str, Any]:
     """The trial (name, config, varied) behind a Tune config: a grid point, or a search proposal whose
-    sampled values complete the cell's config (``langdml_core.search``)."""
+    sampled values complete the cell's config (``langdml_core.runner.search``)."""
     trial = params["trial"]
     if params.get("search"):
         values = dict(params["search"])
