@@ -20,7 +20,9 @@ ROLE_TAG = "langdml.role"
 """'parent' on a sweep's parent run."""
 ERROR_TAG = "langdml.error"
 """Why a trial failed deterministically (a non-finite loss)."""
-PLACEMENT_TAGS = ("langdml.gpu_ids", "langdml.node_id")
+GPU_IDS_TAG, NODE_ID_TAG = "langdml.gpu_ids", "langdml.node_id"
+"""Where the trial ran (set by the trainable)."""
+PLACEMENT_TAGS = (GPU_IDS_TAG, NODE_ID_TAG)
 SWEEP_FILE_TAG = "langdml.sweep_file"
 RESERVED_TAGS = frozenset({SWEEP_TAG, TRIAL_TAG, ROLE_TAG, ERROR_TAG, SWEEP_FILE_TAG, *PLACEMENT_TAGS})
 """langdml tags that are not swept values."""

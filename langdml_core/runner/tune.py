@@ -21,7 +21,8 @@ from langdml_core.runner.places import Places, resolve_places
 from langdml_core.runner.records import (
     ERROR,
     ERROR_TAG,
-    PLACEMENT_TAGS,
+    GPU_IDS_TAG,
+    NODE_ID_TAG,
     SWEEP_FILE_TAG,
     TERMINATED,
     TrialRecord,
@@ -85,9 +86,7 @@ def trainable(params: dict[str, Any]) -> None:
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "placement.json").write_text(json.dumps(placement))
-    run.set_tags(
-        dict(zip(PLACEMENT_TAGS, (",".join(placement["gpu_ids"]), placement["node_id"]), strict=True))
-    )
+    run.set_tags({GPU_IDS_TAG: ",".join(placement["gpu_ids"]), NODE_ID_TAG: placement["node_id"]})
 
     failed = out_dir / FAILED_FILE
     if failed.is_file():  # a deterministic failure (NaN) is not worth Tune's retries
