@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from langdml_core.sweep import load_sweep  # noqa: E402
+from langdml_core.runner.sweep_file import load_sweep  # noqa: E402
 
 # ESTIMATES, not measurements: ResNet-50 at 224 px, batch 90-112, on one A10G (g5.xlarge), one training
 # epoch plus the per-epoch evaluation on the test split (train / test images: CUB200 5,864 / 5,924,

@@ -16,12 +16,17 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from langdml_core.errors import ConfigError
 from langdml_core.registry import suggest
+
+# A field's allowed values are declared once, as its Literal type; CHOICES below is read from these types and
+# the modules that act on a value import it from there.
+Precision = Literal["fp32", "bf16", "auto"]
+"""Autocast of a forward pass: fp32 (none), bf16, or auto (bf16 on CUDA, else fp32)."""
 
 
 @dataclass
@@ -36,9 +41,9 @@ class DataConfig:
     """Evaluation resize (short side) before the centre crop; 0 = image_size * 256 / 224."""
     samples_per_class: int = 2
     """Images per class in each training batch (m in the m-per-class sampler)."""
-    sampler: str = "balanced"
+    sampler: Literal["balanced", "release"] = "balanced"
     """Batch sampler: balanced (distinct classes, every class each epoch) or release (class_random: classes and images drawn with replacement, N // B batches)."""
-    split: str = "official"
+    split: Literal["official", "release"] = "official"
     """Train/test classes: official (cars196: ids 1-98 train) or release (cars196: first 98 names in sorted() order; cub200, sop: = official)."""
     val_classes: int = 0
     """Number of training classes held out as a class-disjoint validation split (0 = none)."""
@@ -46,7 +51,7 @@ class DataConfig:
     """DataLoader worker processes (0 = load in the training process)."""
     check_counts: bool = True
     """Assert the official image/class counts; turn off only for small test fixtures."""
-    layout: str = "auto"
+    layout: Literal["auto", "official", "folders"] = "auto"
     """Directory layout: auto, official or folders (one folder per class) for cub200 / cars196."""
     cache_images: bool = False
     """Read images from a node-wide cache of decoded, resized copies (built once; see langdml bench data)."""
@@ -64,7 +69,7 @@ class ModelConfig:
     """Local weights file (.safetensors/.pth/.bin) for the backbone; empty = packaged or cached weights."""
     embed_dim: int = 128
     """Embedding dimension (paper: 128; 512 in its best-results table)."""
-    pool: str = "avg"
+    pool: Literal["avg", "max", "avgmax"] = "avg"
     """Global pooling of backbone features: avg, max, avgmax."""
     frozen_bn: bool = True
     """Keep BatchNorm layers in eval mode during training (paper default); affine weights still train."""
@@ -82,13 +87,13 @@ class LossConfig:
 
 @dataclass
 class LanguageConfig:
-    guidance: str = "none"
+    guidance: Literal["none", "elg", "plg"] = "none"
     """Language guidance: none, elg (expert class names) or plg (ImageNet pseudo-label names)."""
     encoder: str = "minilm"
     """Language encoder name (registry); the embedded default is the packaged all-MiniLM-L6-v2."""
     encoder_path: str = ""
     """Local checkpoint file / model directory / vectors file of the encoder (empty = packaged or HF cache)."""
-    pooling: str = "auto"
+    pooling: Literal["auto", "pooler", "cls", "mean", "last"] = "auto"
     """Text pooling for transformers encoders: auto (the model's own, e.g. BERT pooler), pooler, cls, mean, last."""
     omega: float = 1.0
     """Weight of the language matching term in L = L_DML + omega * L_match."""
@@ -96,7 +101,7 @@ class LanguageConfig:
     """Softmax temperature T of the matching term."""
     shift: float = 1.0
     """Shift gamma added to the language similarities."""
-    direction: str = "img||lang"
+    direction: Literal["img||lang", "lang||img"] = "img||lang"
     """KL direction: img||lang (paper equation, release default) or lang||img (classic distillation)."""
     topk: int = 5
     """PLG: ImageNet pseudo-labels per class."""
@@ -108,9 +113,9 @@ class LanguageConfig:
     """PLG: timm ImageNet classifier run once over the training split (release: ResNet-50)."""
     plg_weights_file: str = ""
     """PLG: local weights of that classifier (empty = packaged or cached weights)."""
-    plg_average: str = "logits"
+    plg_average: Literal["logits", "softmax"] = "logits"
     """PLG: average logits (release) or softmax outputs (paper text) over a class's images."""
-    plg_transform: str = "classifier"
+    plg_transform: Literal["classifier", "release"] = "classifier"
     """PLG preprocessing: classifier (its own timm eval transform) or release (Resize 256, zero-padded CenterCrop 299, ImageNet mean/std)."""
     mask_same_class: bool = True
     """Overwrite same-class entries in both similarity matrices (paper); False is an ablation."""
@@ -120,7 +125,7 @@ class LanguageConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "adam"
+    name: Literal["adam", "adamw"] = "adam"
     """Optimiser: adam or adamw."""
     lr: float = 1e-5
     """Learning rate of the backbone and embedding head (release: 1e-5)."""
@@ -142,9 +147,9 @@ class EvalConfig:
     """k values of Recall@k."""
     batch_size: int = 128
     """Batch size for embedding the evaluation splits."""
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     """Autocast when embedding the evaluation splits: fp32 (the release), bf16, or auto (bf16 on CUDA, else fp32)."""
-    nmi_clusters: str = "test"
+    nmi_clusters: Literal["test", "train"] = "test"
     """k of the NMI k-means: test (the evaluated split's number of classes) or train (number of training classes, the release)."""
 
 
@@ -164,9 +169,9 @@ class RunConfig:
     """Show a progress bar for local runs (only when stderr is a terminal)."""
     max_steps_per_epoch: int = 0
     """Cap on training steps per epoch for smoke tests (0 = a full epoch)."""
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     """Autocast of the training forward: fp32 (the release; bf16's parity not yet shown on a GPU), bf16, or auto (bf16 on CUDA); losses stay fp32."""
-    memory_format: str = "auto"
+    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
     """Model and batch layout: auto (channels_last on CUDA, else contiguous), channels_last, contiguous."""
     compile: bool = False
     """torch.compile the training forward (the first steps compile; pays off only for long GPU runs)."""
@@ -183,21 +188,12 @@ SECTIONS: dict[str, type] = {
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.layout": ("auto", "official", "folders"),
-    "data.sampler": ("balanced", "release"),
-    "data.split": ("official", "release"),
-    "model.pool": ("avg", "max", "avgmax"),
-    "language.guidance": ("none", "elg", "plg"),
-    "language.direction": ("img||lang", "lang||img"),
-    "language.plg_average": ("logits", "softmax"),
-    "language.plg_transform": ("classifier", "release"),
-    "language.pooling": ("auto", "pooler", "cls", "mean", "last"),
-    "optim.name": ("adam", "adamw"),
-    "eval.precision": ("fp32", "bf16", "auto"),
-    "eval.nmi_clusters": ("test", "train"),
-    "run.precision": ("auto", "bf16", "fp32"),
-    "run.memory_format": ("auto", "channels_last", "contiguous"),
+    f"{section}.{key}": typing.get_args(hint)
+    for section, cls in SECTIONS.items()
+    for key, hint in typing.get_type_hints(cls).items()
+    if typing.get_origin(hint) is Literal
 }
+"""Dotted key -> allowed values of every field with a Literal type (``validate`` checks them)."""
 
 
 @dataclass
@@ -421,6 +417,8 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
         if value is None:
             return None
+    if typing.get_origin(hint) is Literal:  # the type of its values here; the values are checked in validate
+        hint = type(typing.get_args(hint)[0])
     expected = typing.get_origin(hint) or hint
     if expected is float and isinstance(value, (int, str)) and not isinstance(value, bool):
         try:  # YAML 1.1 reads "1e-5" (no dot) as a string

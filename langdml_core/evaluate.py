@@ -847,3 +847,30 @@ def retrieval_metrics(
         timings["knn_s"] = knn_done - started
         timings["nmi_s"] = time.perf_counter() - knn_done
     return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Engine pieces that `langdml bench eval` times, under public names (thin wrappers, no logic of their own)
+# --------------------------------------------------------------------------------------------------
+
+
+def chunk_rows(n_columns: int, workers: int | None = None) -> int:
+    """Query rows per chunk of the kNN pass against ``n_columns`` items, with ``workers`` chunks in flight
+    (default: torch's thread count)."""
+    return _auto_chunk(n_columns, None, workers or torch.get_num_threads())
+
+
+def map_products(a: torch.Tensor, b: torch.Tensor, fn, chunk_size: int | None = None, gemm: str = "auto"):
+    """[fn(start, stop, a[start:stop] @ b.T, scratch) for every row chunk of a] in the kNN pass's layout."""
+    return _map_products(a, b, fn, chunk_size, gemm, None)
+
+
+def nearest_centroids(x_aug: torch.Tensor, centroids: torch.Tensor, gemm: str = "auto") -> torch.Tensor:
+    """The torch k-means assignment step: nearest centroid of each row of x_aug = [x, 1]."""
+    return _assign(x_aug, centroids, gemm)
+
+
+def nmi_with_iterations(embeddings, labels, **options) -> tuple[float, int]:
+    """(NMI, k-means iterations run) as :func:`retrieval_metrics` computes them, with its options."""
+    emb, lab = _as_inputs(embeddings, labels, None)
+    return _nmi(emb, lab, resolve_options(lab, **options))

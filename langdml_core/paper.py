@@ -8,8 +8,8 @@ written out independently.
     recipe("cub200", 128, "s2sd", "plg")  ->  {"run.epochs": Sourced(300, "release benchmark script ..."), ...}
 
 ``recipe`` returns dotted config keys -> ``Sourced(value, source)``; sweep files return it from ``derive``
-(or ``get_config``) and ``langdml_core.sweep`` splits it into the trial's config and its sources. Every
-source starts with its kind:
+(or ``get_config``) and ``langdml_core.runner.sweep_file`` splits it into the trial's config and its
+sources. Every source starts with its kind:
 
 - ``release``: read from the release (the file is named);
 - ``derived``: a cell the release did not run, filled by the rule the release implies (an ELG or no-guidance
@@ -27,6 +27,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from langdml_core.config import CHOICES
 from langdml_core.errors import ConfigError
 
 SCRIPT = "release benchmark script (commit b07ac5b)"
@@ -35,7 +36,7 @@ CODE = "release code (commit b07ac5b)"
 
 DATASETS = ("cub200", "cars196", "sop")
 LOSSES = ("multisimilarity", "margin", "s2sd")
-GUIDANCE = ("none", "elg", "plg")
+GUIDANCE = CHOICES["language.guidance"]
 DIMS = (128, 512)  # Table 1 is 128-d (most likely); the "best results" are 512-d
 KINDS = ("stand-in", "derived", "release", "langdml", "cell")
 """What every source starts with (module docstring); a value built from several takes the first that applies."""

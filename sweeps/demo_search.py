@@ -14,7 +14,7 @@ Cost: about 20 minutes on a 2-core CPU.
 
 NAME = "demo_search"
 
-# How the report picks the setting (langdml_core/report.py, select_by_validation).
+# How the report picks the setting (langdml_core/runner/report.py, select_by_validation).
 SELECT = {"by": ["language.guidance"], "metric": "val/recall_at_1", "tie_break": "language.omega"}
 
 
@@ -46,6 +46,6 @@ def keep(trial):
 if __name__ == "__main__":
     import sys
 
-    from langdml_core.sweep import main
+    from langdml_core.runner.cli import sweep_main
 
-    sys.exit(main(__file__))
+    sys.exit(sweep_main(__file__))

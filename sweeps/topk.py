@@ -36,6 +36,6 @@ def derive(trial):
 if __name__ == "__main__":
     import sys
 
-    from langdml_core.sweep import main
+    from langdml_core.runner.cli import sweep_main
 
-    sys.exit(main(__file__))
+    sys.exit(sweep_main(__file__))

@@ -127,7 +127,7 @@ def test_cluster_environment_selects_cluster_storage_tracking_and_data():
 def test_sweep_flags_take_their_defaults_from_the_cluster_environment(monkeypatch):
     import argparse
 
-    from langdml_core.sweep import add_arguments
+    from langdml_core.runner.cli import add_arguments
 
     monkeypatch.setenv("LANGDML_GPUS_PER_TRIAL", "0.5")
     monkeypatch.setenv("LANGDML_CPUS_PER_TRIAL", "3")

@@ -83,6 +83,20 @@ def test_bad_values_give_one_sentence(key, value, fragment):
     assert "\n" not in str(info.value)
 
 
+def test_allowed_values_are_declared_once_on_the_config_fields():
+    """Modules that act on a choice use the config field's Literal values; a dataset may support fewer."""
+    from langdml_core import paper
+    from langdml_core.config import CHOICES
+    from langdml_core.data import base, cars196, cub200, folder, sop
+    from langdml_core.language import encoders, guidance
+
+    assert CHOICES["language.direction"] == guidance.DIRECTIONS == ("img||lang", "lang||img")
+    assert encoders.POOLINGS is CHOICES["language.pooling"] and base.SPLITS is CHOICES["data.split"]
+    assert paper.GUIDANCE is CHOICES["language.guidance"] and cub200.LAYOUTS is CHOICES["data.layout"]
+    assert cars196.LAYOUTS is CHOICES["data.layout"]
+    assert {*sop.LAYOUTS, *folder.LAYOUTS} <= set(CHOICES["data.layout"])
+
+
 def test_nested_dotted_and_mixed_forms_agree():
     a = TrialConfig.from_dict({"loss": {"name": "margin", "kwargs": {"margin": 0.3}}, "optim": {"lr": 1}})
     b = TrialConfig.from_dict({"loss.name": "margin", "loss.kwargs.margin": 0.3, "optim.lr": 1})

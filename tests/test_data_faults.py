@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 from test_datasets import JPEG, make_cub, make_folder, make_sop, write_images
 
-from langdml_core.cli import main
 from langdml_core.config import DataConfig
 from langdml_core.data import build_dataset, cub200
 from langdml_core.data.check import decode_problem, quick_problem
 from langdml_core.errors import DatasetError
+from langdml_core.runner.cli import main
 
 
 def encoded(fmt: str, size=(40, 30)) -> bytes:

@@ -14,12 +14,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from test_sweeps import TINY, finished_and_running, mlflow_runs, ray_temp, run_sweep, stop_ray, trial_dirs
 
-from langdml_core.sweep import load_sweep
-from langdml_core.tracking import TrialRun, ensure_parent_run, redact, sync_records
+from langdml_core.runner.records import TrialRecord
+from langdml_core.runner.sweep_file import load_sweep
+from langdml_core.runner.tracking import TrialRun, ensure_parent_run, redact, sync_records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,20 +41,14 @@ def record(name, epochs, status="TERMINATED"):
         {"epoch": e, "test/recall_at_1": 0.1 * e, "timestamp": 1e9 + e, "config/trial/name": name}
         for e in epochs
     ]
-    return {
-        "name": name,
-        "varied": {"run.seed": 0},
-        "config": {"run.seed": 0},
-        "status": status,
-        "history": history,
-    }
+    return TrialRecord(name, {"run.seed": 0}, {"run.seed": 0}, status, history=history)
 
 
 # ---- tracking ------------------------------------------------------------------------------------------------
 def test_unreachable_tracking_server_never_stops_training(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    with caplog.at_level(logging.WARNING, logger="langdml_core.tracking"):
+    with caplog.at_level(logging.WARNING, logger="langdml_core.runner.tracking"):
         run = TrialRun(uri, "1", "parent", "msim/seed=0")
         run.log_params({"optim.lr": 1e-5})
         for epoch in (1, 2):
@@ -125,7 +121,7 @@ def test_credentials_in_a_tracking_uri_are_never_printed():
 def test_corrupt_tune_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     from ray import tune
 
-    from langdml_core.ray_tune import CHECKPOINT_FILE, resume_from_tune
+    from langdml_core.runner.tune import CHECKPOINT_FILE, resume_from_tune
 
     for index, epoch in ((0, 1), (1, 2)):
         folder = tmp_path / f"checkpoint_{index:06d}"
@@ -133,7 +129,7 @@ def test_corrupt_tune_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog
         torch.save({"epoch": epoch}, folder / CHECKPOINT_FILE)
     newest = tmp_path / "checkpoint_000001" / CHECKPOINT_FILE
     newest.write_bytes(newest.read_bytes()[:40])  # truncated, as by a node lost mid-upload
-    with caplog.at_level(logging.WARNING, logger="langdml_core.ray_tune"):
+    with caplog.at_level(logging.WARNING, logger="langdml_core.runner.tune"):
         state = resume_from_tune(tune.Checkpoint.from_directory(str(tmp_path / "checkpoint_000001")))
     assert state == {"epoch": 1}
     assert any(
@@ -179,7 +175,16 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint_with_the_same_run_an
     flags = [f for f in ONE_TRIAL if f not in ("loss.name=margin", "run.seed=1")]
     flags = [f for i, f in enumerate(flags) if not (f == "--set" and flags[i + 1] == "--set")]
     subprocess.run(
-        [sys.executable, "-m", "langdml_core.cli", "train", "--sweep", str(TINY), "--trial", "margin/seed=1"]
+        [
+            sys.executable,
+            "-m",
+            "langdml_core.runner.cli",
+            "train",
+            "--sweep",
+            str(TINY),
+            "--trial",
+            "margin/seed=1",
+        ]
         + [*flags, "--set", "run.threads=1", "--out", str(out)],  # the trial's CPU share: same float order
         check=True,
         capture_output=True,
@@ -235,6 +240,18 @@ def test_a_nan_trial_fails_alone_and_is_not_retried(tmp_path):
     )
     assert failed_dir.name.startswith("lr=1e_30") or "1e" in failed_dir.name
 
+    # the report reads the same table from MLflow and from Tune's files (no stray error column)
+    results = tmp_path / "results"
+    places = ["--storage", str(results / "ray"), "--tracking-uri", f"sqlite:///{results / 'mlflow.db'}"]
+    frames = {}
+    for source in ("mlflow", "tune"):
+        out = tmp_path / f"from_{source}"
+        cmd = [sys.executable, "-m", "langdml_core.runner.cli", "report", str(sweep), "--source", source]
+        subprocess.run([*cmd, "--results", str(out), *places], env=env, check=True, capture_output=True)
+        frames[source] = pd.read_parquet(out / "tiny" / "trials.parquet").drop(columns="error")
+        assert (out / "tiny" / "table.md").read_text() == table, source
+    pd.testing.assert_frame_equal(frames["mlflow"], frames["tune"])
+
 
 @pytest.mark.slow
 def test_tracking_server_lost_mid_sweep_then_backfilled_without_duplicates(tmp_path, monkeypatch):
@@ -249,7 +266,7 @@ def test_tracking_server_lost_mid_sweep_then_backfilled_without_duplicates(tmp_p
             [
                 sys.executable,
                 "-m",
-                "langdml_core.cli",
+                "langdml_core.runner.cli",
                 "ui",
                 "--tracking-uri",
                 f"sqlite:///{db}",
@@ -292,7 +309,7 @@ def test_tracking_server_lost_mid_sweep_then_backfilled_without_duplicates(tmp_p
     try:
         for _ in range(2):  # syncing twice must not duplicate anything
             subprocess.run(
-                [sys.executable, "-m", "langdml_core.cli", "report", str(TINY), "--sync-mlflow"]
+                [sys.executable, "-m", "langdml_core.runner.cli", "report", str(TINY), "--sync-mlflow"]
                 + ["--tracking-uri", uri, "--results", str(tmp_path / "results")],
                 check=True,
                 capture_output=True,
@@ -350,7 +367,7 @@ def test_tracking_check_sends_uri_credentials_as_basic_auth_and_never_prints_the
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     from langdml_core.errors import TrackingError
-    from langdml_core.ray_tune import check_tracking
+    from langdml_core.runner.tune import check_tracking
 
     want = "Basic " + base64.b64encode(b"alice:s3cret word").decode()
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from langdml_core.config import SECTIONS, TrialConfig, parse_overrides, parse_value
 from langdml_core.errors import UserError
-from langdml_core.sweep import load_sweep
+from langdml_core.runner.sweep_file import load_sweep
 
 FUZZ = settings(
     max_examples=200,
@@ -238,7 +238,7 @@ def stub_training(monkeypatch):
 
 
 def test_train_command_refuses_in_one_line(stub_training, capsys):
-    from langdml_core.cli import main
+    from langdml_core.runner.cli import main
 
     @FUZZ
     @given(overrides)

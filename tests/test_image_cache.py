@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision import transforms as T
 
-from langdml_core.bench_data import make_jpeg_folder
+from langdml_core.bench.data import make_jpeg_folder
 from langdml_core.data import DATASETS, ImageSet, TransformedSet, image_cache, train_loader
 from langdml_core.data.image_cache import cached_images
 from langdml_core.data.transforms import (

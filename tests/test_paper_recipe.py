@@ -12,7 +12,7 @@ import pytest
 
 from langdml_core import paper
 from langdml_core.errors import ConfigError
-from langdml_core.sweep import load_sweep
+from langdml_core.runner.sweep_file import load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE1 = load_sweep(ROOT / "sweeps" / "table1.py")

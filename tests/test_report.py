@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from langdml_core import plots
-from langdml_core.report import (
+from langdml_core.runner import plots
+from langdml_core.runner.records import TrialRecord
+from langdml_core.runner.report import (
     PAIRED_TITLE,
     paired_differences,
     paired_table,
@@ -31,7 +32,7 @@ def record(seed, curve, status="TERMINATED"):
         "language.guidance": "none",
         "run.seed": seed,
     }
-    return {"name": f"s{seed}", "varied": varied, "status": status, "history": history}
+    return TrialRecord(f"s{seed}", varied, status=status, history=history)
 
 
 def test_table_reports_percent_over_seeds_with_the_paper_and_the_failures():
@@ -84,7 +85,7 @@ def guided_record(loss, guidance, seed):
         "run.seed": seed,
     }
     status = "ERROR" if (loss, guidance, seed) in FAILED else "TERMINATED"
-    return {"name": f"{loss}-{guidance}-{seed}", "varied": varied, "status": status, "history": history}
+    return TrialRecord(f"{loss}-{guidance}-{seed}", varied, status=status, history=history)
 
 
 def guided_records():
@@ -188,8 +189,8 @@ def test_the_baseline_with_the_same_omega_wins_when_several_differ_only_in_omega
     records = [guided_record("multisimilarity", g, s) for g in ("none", "elg") for s in range(3)]
     for seed in range(3):  # a second baseline at the guided omega, 1 point below the guided runs
         other = guided_record("multisimilarity", "none", seed)
-        other["varied"]["language.omega"] = 7.5
-        other["history"] = [{"epoch": 1, "test/recall_at_1": LAST[("multisimilarity", "elg")][seed] - 0.01}]
+        other.varied["language.omega"] = 7.5
+        other.history = [{"epoch": 1, "test/recall_at_1": LAST[("multisimilarity", "elg")][seed] - 0.01}]
         records.append(other)
     paired = paired_differences(trial_rows(records))
     last = paired[(paired["protocol"] == "last") & (paired["metric"] == "test/recall_at_1")].iloc[0]

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from test_sweeps import ray_temp, run_sweep, stop_ray
 
-from langdml_core.cli import main
-from langdml_core.tracking import redact
+from langdml_core.runner.cli import main
+from langdml_core.runner.tracking import redact
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-LANGDML-FAKE-SECRET"
@@ -78,7 +78,7 @@ def test_redact(uri, shown):
 
 def test_unreachable_tracking_server_error_hides_the_password():
     from langdml_core.errors import UserError
-    from langdml_core.ray_tune import check_tracking
+    from langdml_core.runner.tune import check_tracking
 
     with pytest.raises(UserError) as err:
         check_tracking(f"http://alice:{SECRET}@127.0.0.1:9")
@@ -89,8 +89,8 @@ def test_local_ray_starts_without_dashboard(monkeypatch, tmp_path):
     """The embedded Ray of a laptop sweep runs no dashboard (nothing listens beyond Ray's own ports)."""
     import ray
 
-    from langdml_core.ray_tune import prepare
-    from langdml_core.sweep import load_sweep
+    from langdml_core.runner.sweep_file import load_sweep
+    from langdml_core.runner.tune import prepare
 
     calls = []
     monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))

@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 
 from langdml_core.errors import ConfigError
-from langdml_core.search import SearchSpec, best_setting, searched_name
-from langdml_core.sweep import load_sweep
+from langdml_core.runner.records import TrialRecord
+from langdml_core.runner.search import best_setting
+from langdml_core.runner.search_spec import SearchSpec, searched_name
+from langdml_core.runner.sweep_file import load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNE = ROOT / "sweeps" / "tune_omega.py"
@@ -15,7 +17,7 @@ SPACE = {"language.omega": ["loguniform", 0.1, 20.0]}
 
 def record(name, omega, curve, status="TERMINATED"):
     history = [{"epoch": e, "val/recall_at_1": v} for e, v in enumerate(curve, 1)]
-    return {"name": name, "config": {"language.omega": omega}, "history": history, "status": status}
+    return TrialRecord(name, config={"language.omega": omega}, history=history, status=status)
 
 
 def test_best_is_the_best_last_epoch_among_proposals_that_trained_the_whole_schedule():

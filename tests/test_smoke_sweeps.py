@@ -14,7 +14,7 @@ from test_sweeps import ray_temp, stop_ray
 
 from langdml_core.config import DataConfig
 from langdml_core.data import build_dataset
-from langdml_core.sweep import load_sweep, smoke_trials
+from langdml_core.runner.sweep_file import load_sweep, smoke_trials
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "sweeps").glob("*.py"))

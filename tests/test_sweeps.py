@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from langdml_core.sweep import load_sweep, trial_name
+from langdml_core.runner.sweep_file import load_sweep, trial_name
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "tiny_sweep.py"
@@ -134,7 +134,7 @@ def test_sweep_runs_tracks_reports_and_replays(tmp_path):
         [
             sys.executable,
             "-m",
-            "langdml_core.cli",
+            "langdml_core.runner.cli",
             "report",
             str(TINY),
             "--results",
@@ -159,7 +159,7 @@ def test_sweep_runs_tracks_reports_and_replays(tmp_path):
         [
             sys.executable,
             "-m",
-            "langdml_core.cli",
+            "langdml_core.runner.cli",
             "train",
             "--sweep",
             str(TINY),
@@ -187,7 +187,7 @@ def check_ui_serves_runs(tmp_path, trial_names):
         [
             sys.executable,
             "-m",
-            "langdml_core.cli",
+            "langdml_core.runner.cli",
             "ui",
             "--results",
             str(tmp_path / "results"),

@@ -6,13 +6,13 @@ import pytest
 import torch
 from conftest import tiny_trial
 
-from langdml_core.bench_data import bench_data, make_jpeg_folder
-from langdml_core.bench_data import format_report as data_report
-from langdml_core.bench_train import bench_train
-from langdml_core.bench_train import format_report as train_report
-from langdml_core.cli import main
+from langdml_core.bench.data import bench_data, make_jpeg_folder
+from langdml_core.bench.data import format_report as data_report
+from langdml_core.bench.train import bench_train
+from langdml_core.bench.train import format_report as train_report
 from langdml_core.config import TrialConfig
 from langdml_core.errors import ConfigError
+from langdml_core.runner.cli import main
 from langdml_core.train import speed_options, train_trial
 
 
@@ -35,7 +35,7 @@ def test_speed_options_default_to_fp32_and_auto_is_bf16_channels_last_on_cuda_on
         (
             "run.precision",
             "fp16",
-            "run.precision='fp16' is not valid (did you mean 'bf16'?); expected one of: auto, bf16, fp32.",
+            "run.precision='fp16' is not valid (did you mean 'bf16'?); expected one of: fp32, bf16, auto.",
         ),
         ("run.memory_format", "nhwc", "expected one of: auto, channels_last, contiguous."),
         ("data.cache_images", "yes", "data.cache_images must be true or false, got 'yes'."),

@@ -122,7 +122,7 @@ def test_frozen_bn_keeps_running_statistics(tmp_path):
 
 def test_cli_rejects_typo_with_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "langdml_core.cli", "train", "--set", "loss.nmae=margin"],
+        [sys.executable, "-m", "langdml_core.runner.cli", "train", "--set", "loss.nmae=margin"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -138,7 +138,7 @@ def test_cli_missing_dataset_root_names_path_and_layout(tmp_path):
         [
             sys.executable,
             "-m",
-            "langdml_core.cli",
+            "langdml_core.runner.cli",
             "train",
             "--set",
             "data.name=cub200",
@@ -162,7 +162,7 @@ def test_cli_train_is_reproducible(tmp_path):
         cmd = [
             sys.executable,
             "-m",
-            "langdml_core.cli",
+            "langdml_core.runner.cli",
             "train",
             "--set",
             "run.epochs=1",

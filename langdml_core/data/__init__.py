@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import time
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -10,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from langdml_core.config import DataConfig
 from langdml_core.data import cars196, cub200, demo, folder, sop  # noqa: F401  (registration)
 from langdml_core.data.base import DATASETS, DatasetError, DMLDataset, ImageSet, split_validation
-from langdml_core.data.check import require_readable_images
+from langdml_core.data.check import find_problems, problems_sentence, require_readable_images
 from langdml_core.data.image_cache import CachedImageSet, cached_images
 from langdml_core.data.sampler import SAMPLERS
 
@@ -116,3 +118,26 @@ def eval_loader(
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,  # evaluated every epoch: no re-fork per pass
     )
+
+
+def check_command(name: str, root: str, layout: str, check_counts: bool, decode: bool) -> str:
+    """``langdml data check``: load the dataset as a trial would, check every image; the summary line.
+
+    Every unreadable image is printed to stderr; the DatasetError names the first one."""
+    root = resolve_root(DataConfig(name=name, root=root))
+    start = time.perf_counter()
+    dataset = DATASETS.create(name, root, layout=layout, check_counts=check_counts)
+    problems, checked = find_problems(dataset, decode=decode)
+    for problem in problems:
+        print(f"{problem.split}: {problem.path} {problem.what}", file=sys.stderr)
+    if problems:
+        raise DatasetError(problems_sentence(name, problems, root))
+    splits = ", ".join(
+        f"{split.name} {len(split)} images / {split.num_classes} classes"
+        for split in (dataset.train, dataset.test)
+    )
+    how = "decoded in full" if decode else "whole by their first and last bytes; --decode decodes them"
+    files = f"{checked} image files {how}" if checked else "images generated in memory, no files to check"
+    counts = "official counts match" if check_counts else "counts not checked"
+    where = f" at {dataset.info['root']} (layout {dataset.info['layout']})" if "root" in dataset.info else ""
+    return f"{name}{where}: {splits}; {counts}; {files} ({time.perf_counter() - start:.1f} s): OK"

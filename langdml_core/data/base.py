@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from langdml_core.config import CHOICES
 from langdml_core.errors import DatasetError
 from langdml_core.registry import Registry, suggest
 
 DATASETS = Registry("dataset")
 """name -> builder(root: Path, *, layout: str, check_counts: bool, split: str) -> DMLDataset"""
 
-SPLITS = ("official", "release")
+SPLITS = CHOICES["data.split"]
 """``data.split`` values: the dataset's official zero-shot split, or the split the paper's release used."""
 
 

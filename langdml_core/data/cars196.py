@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy.io import loadmat
 
+from langdml_core.config import CHOICES
 from langdml_core.data.base import (
     DATASETS,
     DatasetError,
@@ -38,7 +39,7 @@ from langdml_core.data.base import (
 from langdml_core.data.base import check_counts as assert_counts
 
 NAME = "cars196"
-LAYOUTS = ("auto", "official", "folders")
+LAYOUTS = CHOICES["data.layout"]
 LAST_TRAIN_CLASS = 98
 EXPECTED = {
     "images": 16185,

@@ -13,6 +13,7 @@ import os
 import re
 from pathlib import Path
 
+from langdml_core.config import CHOICES
 from langdml_core.data.base import (
     DATASETS,
     DatasetError,
@@ -29,7 +30,7 @@ from langdml_core.data.base import (
 from langdml_core.data.base import check_counts as assert_counts
 
 NAME = "cub200"
-LAYOUTS = ("auto", "official", "folders")
+LAYOUTS = CHOICES["data.layout"]
 LAST_TRAIN_CLASS = 100
 EXPECTED = {
     "images": 11788,

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from langdml_core.cache import atomic_write, cache_dir, locked
 from langdml_core.data.base import ImageSet
-from langdml_core.data.transforms import _INTERPOLATION, SOURCE_SIZE
+from langdml_core.data.transforms import INTERPOLATION, SOURCE_SIZE
 
 FORMAT_VERSION = 1
 
@@ -131,15 +131,15 @@ def decode(images: ImageSet, index: int, size: int, interpolation: str, draft: b
     """(Resize(size) of the decoded image as an (H, W, 3) uint8 array, original (width, height))."""
     if images.images is not None:
         image = Image.fromarray(images.images[index])
-        return np.asarray(TF.resize(image, size, _INTERPOLATION[interpolation])), image.size
+        return np.asarray(TF.resize(image, size, INTERPOLATION[interpolation])), image.size
     with Image.open(images.paths[index]) as image:  # type: ignore[index]
         source = image.size
         target = resized_size(source, size)
         if draft:
             image.draft("RGB", target)  # DCT-domain downscale to no less than target (JPEG only)
-            resized = image.convert("RGB").resize(target, TF.pil_modes_mapping[_INTERPOLATION[interpolation]])
+            resized = image.convert("RGB").resize(target, TF.pil_modes_mapping[INTERPOLATION[interpolation]])
         else:
-            resized = TF.resize(image.convert("RGB"), size, _INTERPOLATION[interpolation])
+            resized = TF.resize(image.convert("RGB"), size, INTERPOLATION[interpolation])
     return np.asarray(resized), source
 
 

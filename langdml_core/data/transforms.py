@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torchvision import transforms as T
 
-_INTERPOLATION = {
+INTERPOLATION = {
     "bilinear": T.InterpolationMode.BILINEAR,
     "bicubic": T.InterpolationMode.BICUBIC,
     "nearest": T.InterpolationMode.NEAREST,
@@ -37,7 +37,7 @@ def train_transform(
         )
     return T.Compose(
         [
-            T.RandomResizedCrop(image_size, interpolation=_INTERPOLATION[interpolation]),
+            T.RandomResizedCrop(image_size, interpolation=INTERPOLATION[interpolation]),
             T.RandomHorizontalFlip(),
             T.ToTensor(),
             T.Normalize(mean, std),
@@ -49,7 +49,7 @@ def eval_transform(image_size: int, mean, std, interpolation: str = "bilinear", 
     """Resize(256) + CenterCrop(224) for the paper's size (Resize is a no-op on cached images)."""
     return T.Compose(
         [
-            T.Resize(eval_resize(image_size, resize), interpolation=_INTERPOLATION[interpolation]),
+            T.Resize(eval_resize(image_size, resize), interpolation=INTERPOLATION[interpolation]),
             T.CenterCrop(image_size),
             T.ToTensor(),
             T.Normalize(mean, std),

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from langdml_core.cache import files_digest
+from langdml_core.config import CHOICES
 from langdml_core.errors import ConfigError, WeightsError
 from langdml_core.registry import Registry
 
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 ENCODERS = Registry("language encoder")
 """name -> builder(path="", pooling="auto", device="cpu") -> TextEncoder"""
 
-POOLINGS = ("auto", "pooler", "cls", "mean", "last")
+POOLINGS = CHOICES["language.pooling"]
 
 
 # ---- helpers -----------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-DIRECTIONS = ("img||lang", "lang||img")
+from langdml_core.config import CHOICES
+
+DIRECTIONS = CHOICES["language.direction"]
 
 
 def language_match_loss(

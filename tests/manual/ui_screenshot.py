@@ -54,7 +54,16 @@ def main() -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     ui = subprocess.Popen(
-        [sys.executable, "-m", "langdml_core.cli", "ui", "--results", args.results, "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "langdml_core.runner.cli",
+            "ui",
+            "--results",
+            args.results,
+            "--port",
+            str(port),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -1,11 +1,11 @@
-"""Sweep files -> Ray Tune runs, with MLflow tracking and resumable state.
+"""Sweep files -> fully resolved trials (no Ray): loading, validation, trial names, the smoke subset.
 
 A sweep file (``sweeps/*.py``) is config-as-code: ``get_config()`` returns dotted overrides of the trial
 defaults, ``get_sweep()`` a flat dict of dotted keys -> lists of values (a grid), and an optional
 ``derive(trial)`` fills keys that follow from others, and an optional ``keep(trial) -> bool`` drops grid
 points (e.g. a no-guidance trial needs no omega grid) (e.g. the paper's recipe per dataset and loss,
 ``langdml_core.paper.recipe``). Its docstring states ``Trials: N`` (asserted by the tests). Running the file
-as a script calls ``main``.
+as a script calls ``langdml_core.runner.cli.sweep_main``.
 
 Precedence, lowest first: ``get_config()``, ``derive(trial)``, the swept values, ``--set`` overrides,
 ``--smoke``. Every trial records where each of its values came from (``Trial.sources``, printed by
@@ -16,15 +16,11 @@ values say so; anything else is a langdml default.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import importlib.util
 import itertools
-import json
-import os
 import re
 import reprlib
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +30,7 @@ from typing import Any
 from langdml_core.config import TrialConfig, parse_overrides
 from langdml_core.errors import ConfigError
 from langdml_core.paper import Sourced
+from langdml_core.runner.search_spec import SMOKE_SEARCH, SearchSpec
 
 SMOKE = {
     "run.epochs": 1,
@@ -64,8 +61,8 @@ class Sweep:
     module: ModuleType
     trials: list[Trial]
     declared_trials: int | None
-    search: Any = None
-    """A ``langdml_core.search.SearchSpec`` when the file defines ``get_search()``; then ``trials`` lists
+    search: SearchSpec | None = None
+    """The ``get_search()`` declaration when the file defines ``get_search()``; then ``trials`` lists
     placeholders for the proposals and the retrain, and ``base_config`` is the tuned cell's config."""
     base_config: dict[str, Any] = field(default_factory=dict)
 
@@ -148,8 +145,6 @@ def load_sweep(
 
 
 def _search_sweep(name, path, module, cells: list[Trial], declared, smoke: bool) -> Sweep:
-    from langdml_core.search import SMOKE_SEARCH, SearchSpec, search_trials
-
     if len(cells) != 1:
         raise ConfigError(
             f"{path.name} is a search (it defines get_search()) but its grid has {len(cells)} setups; "
@@ -169,6 +164,20 @@ def _search_sweep(name, path, module, cells: list[Trial], declared, smoke: bool)
             trial.sources.update(dict.fromkeys(spec.final, f"{path.name} get_search()['final']"))
             trial.sources["run.seed"] = f"{path.name} get_search()['final_seeds']"
     return Sweep(name, path, module, trials, declared, search=spec, base_config=base)
+
+
+def search_trials(spec: SearchSpec, base: dict[str, Any]):
+    """The trials a search will run, for listing: placeholders for the proposals, then the retrain."""
+    searched = {key: f"<{dist[0]} {dist[1]}..{dist[2]}>" for key, dist in spec.space.items()}
+    trials = [
+        Trial(f"search/sample={i}", {**base, **searched}, {"sample": i}) for i in range(1, spec.samples + 1)
+    ]
+    final = TrialConfig.from_dict({**base, **spec.final}).flat()
+    trials += [
+        Trial(f"final/seed={s}", {**final, **searched, "run.seed": s}, {"run.seed": s})
+        for s in spec.final_seeds
+    ]
+    return trials
 
 
 def _split_sources(values: dict[str, Any], setter: str) -> tuple[dict[str, Any], dict[str, str]]:
@@ -239,110 +248,3 @@ def trial_name(varied: dict[str, Any]) -> str:
 def declared_trial_count(module: ModuleType) -> int | None:
     match = re.search(r"^\s*Trials:\s*(\d[\d,]*)", module.__doc__ or "", re.MULTILINE)
     return int(match.group(1).replace(",", "")) if match else None
-
-
-# ---- command line -----------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny run: 1 epoch, 2 steps, batch 16, the few trials that cover every swept value",
-    )
-    parser.add_argument("--list", action="store_true", help="print trial names and count; run nothing")
-    parser.add_argument(
-        "--resolve",
-        action="store_true",
-        help="with --list: print every trial's full config and the source of each value",
-    )
-    parser.add_argument(
-        "--storage", default=None, help="Tune storage path (default: results/ray; env LANGDML_STORAGE)"
-    )
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow URI (default: sqlite under results/; env MLFLOW_TRACKING_URI)",
-    )
-    parser.add_argument(
-        "--address",
-        default=None,
-        help="Ray address: omitted = local embedded Ray; 'auto' = a running cluster (env RAY_ADDRESS)",
-    )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue an interrupted sweep from its Tune state"
-    )
-    parser.add_argument(
-        "--gpus-per-trial",
-        type=float,
-        default=float(env_default(None, "LANGDML_GPUS_PER_TRIAL", "0")),
-        help="GPUs per trial (fractional allowed; env LANGDML_GPUS_PER_TRIAL, set on cluster nodes)",
-    )
-    parser.add_argument(
-        "--cpus-per-trial",
-        type=float,
-        default=float(env_default(None, "LANGDML_CPUS_PER_TRIAL", "1")),
-        help="CPUs per trial (also torch threads; env LANGDML_CPUS_PER_TRIAL)",
-    )
-    parser.add_argument(
-        "--max-concurrent", type=int, default=0, help="cap on concurrent trials (0 = as resources allow)"
-    )
-    parser.add_argument(
-        "--local-gpus",
-        type=int,
-        default=0,
-        help="logical GPUs the embedded local Ray advertises (testing GPU packing on a CPU box)",
-    )
-    parser.add_argument("--seeds", type=int, default=None, help="override the sweep's seeds with 0..N-1")
-    parser.add_argument(
-        "--results", default="results", help="directory for tables, parquet and the MLflow database"
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key in every trial",
-    )
-
-
-def main(path: str | Path | None = None, argv: list[str] | None = None) -> int:
-    """Entry point of ``python sweeps/X.py [flags]`` and ``langdml sweep sweeps/X.py [flags]``."""
-    parser = argparse.ArgumentParser(prog=f"python {Path(path).name}" if path else "langdml sweep")
-    if path is None:
-        parser.add_argument("sweep_file")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    from langdml_core.errors import UserError
-
-    try:
-        sweep = load_sweep(
-            path or args.sweep_file, overrides=args.overrides, seeds=args.seeds, smoke=args.smoke
-        )
-        if args.list:
-            print_list(sweep, resolve=args.resolve)
-            return 0
-        from langdml_core.ray_tune import run_sweep
-
-        return run_sweep(sweep, args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-def print_list(sweep: Sweep, resolve: bool = False) -> None:
-    for trial in sweep.trials:
-        print(
-            trial.name
-            if not resolve
-            else json.dumps(
-                {"name": trial.name, "config": trial.config, "sources": trial.sources}, sort_keys=True
-            )
-        )
-    print(
-        f"{len(sweep.trials)} trials in {sweep.name}"
-        + (f" (declared: {sweep.declared_trials})" if sweep.declared_trials is not None else "")
-    )
-
-
-def env_default(value: str | None, name: str, fallback: str) -> str:
-    return value or os.environ.get(name) or fallback

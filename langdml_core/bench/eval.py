@@ -23,17 +23,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Any
 
 import numpy as np
 import torch
 
+from langdml_core.bench.timing import summary, timed
 from langdml_core.errors import UserError
+from langdml_core.evaluate import (
+    chunk_rows,
+    map_products,
+    nearest_centroids,
+    nmi_with_iterations,
+    retrieval_metrics,
+)
 
 # langdml key -> AccuracyCalculator key, and the agreement required
 SHARED = {
@@ -66,44 +72,28 @@ def make_embeddings(n: int, dim: int, classes: int, seed: int = 0, spread: float
     return np.ascontiguousarray(emb), labels
 
 
-def _timed(fn) -> tuple[float, Any]:
-    started = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - started, out
-
-
-def interleaved(measure: dict[str, Any], repeats: int) -> dict[str, list[float]]:
-    """Each mode's measurement ``repeats`` times, modes interleaved round by round so that machine noise (other
-    jobs, thermal state) hits every mode alike; benches report the median and the [min, max] spread."""
-    values: dict[str, list[float]] = {mode: [] for mode in measure}
-    for _ in range(repeats):
-        for mode, fn in measure.items():
-            values[mode].append(fn())
-    return values
-
-
-def _summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
 
 
 # ------------------------------------------------------------------------------------------- timings
 
 
 def _langdml(emb: np.ndarray, labels: np.ndarray) -> tuple[float, dict, dict]:
-    from langdml_core.evaluate import retrieval_metrics
-
     timings: dict[str, float] = {}
-    seconds, metrics = _timed(lambda: retrieval_metrics(emb, labels, nmi_seed=FAISS_SEED, timings=timings))
+    seconds, metrics = timed(lambda: retrieval_metrics(emb, labels, nmi_seed=FAISS_SEED, timings=timings))
     return seconds, metrics, timings
 
 
 def _torch_nmi(emb: np.ndarray, labels: np.ndarray) -> tuple[float, float, int]:
     """langdml's NMI through its torch k-means path (numpy BLAS on CPU), for comparison with faiss's."""
-    from langdml_core.evaluate import _as_inputs, _nmi, resolve_options
-
-    emb_t, lab = _as_inputs(emb, labels, None)
-    opts = resolve_options(lab, nmi_backend="torch", nmi_seed=FAISS_SEED)
-    seconds, (value, iterations) = _timed(lambda: _nmi(emb_t, lab, opts))
+    seconds, (value, iterations) = timed(
+        lambda: nmi_with_iterations(emb, labels, nmi_backend="torch", nmi_seed=FAISS_SEED)
+    )
     return seconds, value, iterations
 
 
@@ -113,14 +103,12 @@ def _pml(emb: np.ndarray, labels: np.ndarray) -> tuple[float, dict]:
     calculator = AccuracyCalculator(
         include=tuple(key for key, _ in SHARED.values()), k="max_bin_count", device=torch.device("cpu")
     )
-    return _timed(lambda: calculator.get_accuracy(torch.from_numpy(emb), torch.from_numpy(labels)))
+    return timed(lambda: calculator.get_accuracy(torch.from_numpy(emb), torch.from_numpy(labels)))
 
 
 def _floors(emb: torch.Tensor, step: int) -> dict[str, float]:
     """Bare chunked similarity products (no top-k, nothing else), same chunk rows and thread count."""
     from threadpoolctl import threadpool_limits
-
-    from langdml_core.evaluate import _map_products
 
     n = emb.shape[0]
     data = emb.numpy()
@@ -137,20 +125,18 @@ def _floors(emb: torch.Tensor, step: int) -> dict[str, float]:
             torch.mm(emb[s : s + step], emb.T, out=out_t[: min(step, n - s)])
 
     def workers():
-        _map_products(emb, emb, lambda *args: None, step, "auto", None)
+        map_products(emb, emb, lambda *args: None, step)
 
     return {
-        "blas_threads": _timed(blas)[0],
-        "blas_workers": _timed(workers)[0],
-        "torch_mm": _timed(torch_mm)[0],
+        "blas_threads": timed(blas)[0],
+        "blas_workers": timed(workers)[0],
+        "torch_mm": timed(torch_mm)[0],
     }
 
 
 def _kmeans_iteration(emb: torch.Tensor, clusters: int, seed: int) -> dict[str, float]:
     """One torch k-means iteration (assign + update) and one faiss k-means iteration, with the floor."""
     from threadpoolctl import threadpool_limits
-
-    from langdml_core.evaluate import _assign, _auto_chunk, _faiss, _map_products
 
     n, d = emb.shape
     generator = torch.Generator().manual_seed(seed)
@@ -159,14 +145,14 @@ def _kmeans_iteration(emb: torch.Tensor, clusters: int, seed: int) -> dict[str, 
 
     def iteration():
         with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):
-            assignment = _assign(x_aug, centroids, "auto")
+            assignment = nearest_centroids(x_aug, centroids)
             sums = torch.zeros_like(centroids).index_add_(0, assignment, emb)
             counts = torch.bincount(assignment, minlength=clusters)
             filled = counts > 0
             return sums[filled] / counts[filled, None].float()
 
     data, cdata = emb.numpy(), centroids.numpy()
-    step = _auto_chunk(clusters, None, torch.get_num_threads())
+    step = chunk_rows(clusters)
     out = np.empty((step, clusters), np.float32)
 
     def floor_threads():
@@ -175,19 +161,19 @@ def _kmeans_iteration(emb: torch.Tensor, clusters: int, seed: int) -> dict[str, 
                 np.dot(data[s : s + step], cdata.T, out=out[: min(step, n - s)])
 
     def floor_workers():
-        _map_products(emb, centroids, lambda *args: None, None, "auto", None)
+        map_products(emb, centroids, lambda *args: None)
 
     figures = {
-        "torch_iteration": _timed(iteration)[0],
-        "floor_blas_threads": _timed(floor_threads)[0],
-        "floor_blas_workers": _timed(floor_workers)[0],
+        "torch_iteration": timed(iteration)[0],
+        "floor_blas_threads": timed(floor_threads)[0],
+        "floor_blas_workers": timed(floor_workers)[0],
     }
     faiss = _faiss()
     if faiss is not None:
         km = faiss.Kmeans(
             d, clusters, niter=1, seed=FAISS_SEED, max_points_per_centroid=n, min_points_per_centroid=1
         )
-        figures["faiss_iteration"] = _timed(lambda: km.train(data))[0]
+        figures["faiss_iteration"] = timed(lambda: km.train(data))[0]
     return figures
 
 
@@ -214,7 +200,7 @@ def _peak_memory(emb: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     The peak is the child's own VmHWM (/proc/self/status), not getrusage's ru_maxrss: on Linux a child's
     ru_maxrss also counts the high-water mark it inherits at fork, i.e. this (large) parent's RSS.
     """
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # above langdml_core/
     with tempfile.TemporaryDirectory(prefix="langdml-bench-") as tmp:
         emb_path, labels_path = os.path.join(tmp, "emb.npy"), os.path.join(tmp, "labels.npy")
         np.save(emb_path, emb)
@@ -252,8 +238,6 @@ def bench_eval(
     the last repeat), ``agreement`` (per shared metric: |difference|, tolerance, ok), ``memory`` and
     ``targets`` ((a)-(d): value, limit, met).
     """
-    from langdml_core.evaluate import _auto_chunk, _faiss
-
     faiss = _faiss()
     if faiss is None:
         raise UserError(
@@ -268,7 +252,7 @@ def bench_eval(
     emb, labels = make_embeddings(n, dim, classes, seed)
     n_classes = int(np.unique(labels).size)
     emb_t = torch.from_numpy(emb)
-    step = _auto_chunk(n, None, threads)
+    step = chunk_rows(n, threads)
     log(
         f"langdml bench eval: N={n} D={dim} classes={n_classes} (largest {np.bincount(labels).max()}), "
         f"{threads} threads, {repeats} interleaved repeats, chunks of {step} query rows"
@@ -325,8 +309,8 @@ def bench_eval(
         }
     mem = _peak_memory(emb, labels) if memory else None
 
-    seconds = {key: _summary(values) for key, values in runs.items()}
-    ratio_summary = {key: _summary(values) for key, values in ratios.items()}
+    seconds = {key: summary(values) for key, values in runs.items()}
+    ratio_summary = {key: summary(values) for key, values in ratios.items()}
     targets = {
         "a_langdml_vs_pml": {"value": ratio_summary["langdml_over_pml"]["median"], "limit": 1.0},
         "b_knn_vs_floor": {"value": ratio_summary["knn_over_floor"]["median"], "limit": TARGET_RATIO},
@@ -454,12 +438,7 @@ def format_report(result: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------------ CLI
 
 
-def add_bench_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``bench`` (with its ``eval`` sub-command) on the CLI's sub-parsers; ``args.func(args)`` runs it."""
-    bench = subparsers.add_parser(
-        "bench", help="benchmarks: eval, guidance, data, train (langdml bench data --help)"
-    )
-    which = bench.add_subparsers(dest="bench_command", required=True)
+def add_eval_parser(which) -> None:
     ev = which.add_parser(
         "eval",
         help="time the evaluation engine against pytorch-metric-learning and the matmul floors",
@@ -476,14 +455,6 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     ev.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocess")
     ev.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     ev.set_defaults(func=_run_eval)
-    from langdml_core.bench_data import add_data_parser
-    from langdml_core.bench_guidance import add_guidance_parser
-    from langdml_core.bench_train import add_train_parser
-
-    add_guidance_parser(which)
-    add_data_parser(which)
-    add_train_parser(which)
-    return bench
 
 
 def _run_eval(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """The Ray Tune side: ``train_trial`` as a function trainable, and building/running/resuming the Tuner.
 
-Everything Ray-specific lives here so the rest of the library imports and tests without Ray.
+Ray itself is imported inside the functions that need it, so listing and reporting sweeps need no Ray.
 """
 
 from __future__ import annotations
@@ -15,9 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from langdml_core.config import TrialConfig
 from langdml_core.errors import ConfigError, NonFiniteLossError, TrackingError
-from langdml_core.sweep import Sweep, env_default
-from langdml_core.tracking import TrialRun, default_tracking_uri, end_run, ensure_parent_run, redact
+from langdml_core.runner.places import Places, resolve_places
+from langdml_core.runner.records import (
+    ERROR,
+    ERROR_TAG,
+    GPU_IDS_TAG,
+    NODE_ID_TAG,
+    SWEEP_FILE_TAG,
+    TERMINATED,
+    TrialRecord,
+    trial_tags,
+)
+from langdml_core.runner.report import write_report
+from langdml_core.runner.search_spec import searched_name
+from langdml_core.runner.sweep_file import Sweep
+from langdml_core.runner.tracking import TrialRun, end_run, ensure_parent_run, redact
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FAILED_FILE = "failed.json"
@@ -32,8 +46,7 @@ def trainable(params: dict[str, Any]) -> None:
     import torch
     from ray import tune
 
-    from langdml_core.config import TrialConfig
-    from langdml_core.train import train_trial
+    from langdml_core.train import train_trial  # torch, timm: imported where a trial runs, not to list one
 
     # A lost tracking server must cost seconds per epoch, not MLflow's default minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -58,10 +71,7 @@ def trainable(params: dict[str, Any]) -> None:
         tracking["parent_run_id"],
         trial["name"],
         run_id=extra["mlflow_run_id"],
-        tags={
-            "langdml.sweep": tracking["sweep"],
-            **{f"langdml.{k}": str(v) for k, v in trial["varied"].items()},
-        },
+        tags=trial_tags(tracking["sweep"], trial["varied"]),
     )
     extra["mlflow_run_id"] = (
         run.run_id
@@ -76,7 +86,7 @@ def trainable(params: dict[str, Any]) -> None:
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "placement.json").write_text(json.dumps(placement))
-    run.set_tags({"langdml.gpu_ids": ",".join(placement["gpu_ids"]), "langdml.node_id": placement["node_id"]})
+    run.set_tags({GPU_IDS_TAG: ",".join(placement["gpu_ids"]), NODE_ID_TAG: placement["node_id"]})
 
     failed = out_dir / FAILED_FILE
     if failed.is_file():  # a deterministic failure (NaN) is not worth Tune's retries
@@ -96,7 +106,7 @@ def trainable(params: dict[str, Any]) -> None:
             run.log_artifact(out_dir / artifact)
     except NonFiniteLossError as exc:
         failed.write_text(json.dumps({"error": str(exc)}))
-        run.set_tags({"langdml.error": str(exc)[:4000]})
+        run.set_tags({ERROR_TAG: str(exc)[:4000]})
         run.end("FAILED")
         raise
     except BaseException:
@@ -132,25 +142,21 @@ def resume_from_tune(checkpoint) -> dict[str, Any] | None:
 
 
 @dataclass
-class Place:
-    """Where a sweep's state goes: Tune storage, results directory, MLflow tracking (with the parent run)."""
+class Started:
+    """A sweep ready to run: its places, and what every trial needs to find its MLflow parent run."""
 
-    storage: str
-    results: Path
+    places: Places
     tracking: dict[str, str]
 
 
-def prepare(sweep: Sweep, args: argparse.Namespace) -> Place:
-    """Resolve storage/tracking (flags, then environment, then results/), check the tracking server,
-    start or join Ray, and find or create the sweep's MLflow parent run."""
+def prepare(sweep: Sweep, args: argparse.Namespace) -> Started:
+    """Resolve storage/tracking (``places.resolve_places``), check the tracking server, start or join Ray,
+    and find or create the sweep's MLflow parent run."""
     import ray
 
-    results_dir = Path(args.results).expanduser().absolute()
-    storage = Path(env_default(args.storage, "LANGDML_STORAGE", str(results_dir / "ray"))).expanduser()
-    storage_path = str(storage) if "://" in str(storage) else str(storage.absolute())
-    tracking_uri = env_default(args.tracking_uri, "MLFLOW_TRACKING_URI", default_tracking_uri(results_dir))
+    places = resolve_places(args.results, args.storage, args.tracking_uri)
     address = args.address or os.environ.get("RAY_ADDRESS")
-    check_tracking(tracking_uri)
+    check_tracking(places.tracking_uri)
     # Tune hands the driver's AWS_* variables to every trainable as runtime_env env_vars, and Ray's agents
     # log runtime_envs at INFO: keep Ray's own logs at WARNING so credentials never reach them.
     os.environ.setdefault("RAY_LOGGER_LEVEL", "warning")
@@ -166,15 +172,15 @@ def prepare(sweep: Sweep, args: argparse.Namespace) -> Place:
             _temp_dir=os.environ.get("LANGDML_RAY_TEMP_DIR"),
         )
     experiment_id, parent_run_id = ensure_parent_run(
-        tracking_uri, sweep.name, {"langdml.sweep_file": str(sweep.path)}
+        places.tracking_uri, sweep.name, {SWEEP_FILE_TAG: str(sweep.path)}
     )
     tracking = {
-        "uri": tracking_uri,
+        "uri": places.tracking_uri,
         "experiment_id": experiment_id,
         "parent_run_id": parent_run_id,
         "sweep": sweep.name,
     }
-    return Place(storage_path, results_dir, tracking)
+    return Started(places, tracking)
 
 
 def run_config(name: str, storage_path: str):
@@ -199,35 +205,30 @@ def refuse_overwrite(sweep_name: str, experiment_path: str, resume: bool) -> Non
 
 def resolve_trial(params: dict[str, Any]) -> dict[str, Any]:
     """The trial (name, config, varied) behind a Tune config: a grid point, or a search proposal whose
-    sampled values complete the cell's config (``langdml_core.search``)."""
+    sampled values complete the cell's config (``langdml_core.runner.search``)."""
     trial = params["trial"]
     if params.get("search"):
-        from langdml_core.search import searched_name
-
         values = dict(params["search"])
         trial = {"name": searched_name(values), "config": {**trial["config"], **values}, "varied": values}
     return trial
 
 
 def run_sweep(sweep: Sweep, args: argparse.Namespace, tune_name: str | None = None) -> int:
-    """Run (or with --resume continue) a sweep on local embedded Ray or a cluster; write its report."""
+    """Run (or with --resume continue) a grid sweep on local embedded Ray or a cluster; write its report.
+    (A search sweep runs through ``runner.search.run_search``, which calls this for its retrain.)"""
     from ray import tune
 
-    if sweep.search is not None:
-        from langdml_core.search import run_search
-
-        return run_search(sweep, args)
-    place = prepare(sweep, args)
+    started = prepare(sweep, args)
     resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
     param_space = {
         "trial": tune.grid_search(
             [{"name": t.name, "config": t.config, "varied": t.varied} for t in sweep.trials]
         ),
-        "tracking": place.tracking,
+        "tracking": started.tracking,
     }
     fn = tune.with_resources(trainable, resources)
     tune_name = tune_name or sweep.name
-    experiment_path = os.path.join(place.storage, tune_name)
+    experiment_path = started.places.tune_path(tune_name)
     if args.resume and tune.Tuner.can_restore(experiment_path):
         tuner = tune.Tuner.restore(
             experiment_path, fn, resume_unfinished=True, resume_errored=True, param_space=param_space
@@ -240,38 +241,35 @@ def run_sweep(sweep: Sweep, args: argparse.Namespace, tune_name: str | None = No
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=args.max_concurrent or None, trial_dirname_creator=dirname
             ),
-            run_config=run_config(tune_name, place.storage),
+            run_config=run_config(tune_name, started.places.storage),
         )
     results = tuner.fit()
     failed = [r for r in results if r.error is not None]
-    tracking_uri = place.tracking["uri"]
-    end_run(tracking_uri, place.tracking["parent_run_id"], "FAILED" if failed else "FINISHED")
-
-    from langdml_core.report import write_report
-
-    table = write_report(sweep, results_frame(results), place.results / sweep.name)
+    tracking_uri = started.tracking["uri"]
+    end_run(tracking_uri, started.tracking["parent_run_id"], "FAILED" if failed else "FINISHED")
+    table = write_report(sweep, results_frame(results), started.places.results / sweep.name)
     print(table)
     print(f"\nMLflow: langdml ui --tracking-uri {redact(tracking_uri)}")
     return 1 if failed else 0
 
 
-def results_frame(results) -> list[dict[str, Any]]:
-    """One record per trial from Tune's ResultGrid: name, varied values, status, per-epoch history, run id."""
-    rows = []
+def results_frame(results) -> list[TrialRecord]:
+    """One record per trial from Tune's ResultGrid: name, varied values, status, per-epoch history."""
+    records = []
     for result in results:
         trial = resolve_trial(result.config)
         history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
-        rows.append(
-            {
-                "name": trial["name"],
-                "varied": trial["varied"],
-                "config": trial["config"],
-                "status": "ERROR" if result.error is not None else "TERMINATED",
-                "error": str(result.error) if result.error else "",
-                "history": history,
-            }
+        records.append(
+            TrialRecord(
+                name=trial["name"],
+                varied=trial["varied"],
+                config=trial["config"],
+                status=ERROR if result.error is not None else TERMINATED,
+                error=str(result.error) if result.error else "",
+                history=history,
+            )
         )
-    return rows
+    return records
 
 
 def check_tracking(uri: str) -> None:
@@ -307,7 +305,7 @@ def dirname(trial) -> str:
     return re.sub(r"[^\w.=-]+", "_", name)[:100] + f"_{trial.trial_id}"
 
 
-def records_from_tune(experiment_path: str) -> list[dict[str, Any]]:
+def records_from_tune(experiment_path: str) -> list[TrialRecord]:
     """Per-trial records from Tune's own result files (works while MLflow is unreachable)."""
     from ray import tune
 

@@ -17,6 +17,9 @@ from typing import Any
 
 import pandas as pd
 
+from langdml_core.runner import plots
+from langdml_core.runner.records import TrialRecord
+
 HEADLINE = ("test/recall_at_1", "test/map_at_r", "test/map_at_1000", "test/nmi")
 PROTOCOLS = ("last", "best_test_epoch", "val_selected")
 PAIRED_METRICS = ("test/recall_at_1", "test/map_at_r")
@@ -24,18 +27,18 @@ GUIDANCE, OMEGA, SEED = "cfg.language.guidance", "cfg.language.omega", "cfg.run.
 PAIRED_TITLE = "Paired difference to no guidance (same seeds)"
 
 
-def trial_rows(records: list[dict[str, Any]]) -> pd.DataFrame:
+def trial_rows(records: list[TrialRecord]) -> pd.DataFrame:
     """Flatten per-trial records (name, varied, status, history) into one row per trial."""
     rows = []
     for record in records:
         row: dict[str, Any] = {
-            "trial": record["name"],
-            "status": record["status"],
-            "error": record.get("error", ""),
+            "trial": record.name,
+            "status": record.status,
+            "error": record.error,
         }
-        row.update({f"cfg.{k}": _scalar(v) for k, v in record["varied"].items()})
-        evaluated = [h for h in record["history"] if _finite(h.get("test/recall_at_1"))]
-        row["epochs"] = max((int(h["epoch"]) for h in record["history"] if "epoch" in h), default=0)
+        row.update({f"cfg.{k}": _scalar(v) for k, v in record.varied.items()})
+        evaluated = [h for h in record.history if _finite(h.get("test/recall_at_1"))]
+        row["epochs"] = max((int(h["epoch"]) for h in record.history if "epoch" in h), default=0)
         if evaluated:
             last = evaluated[-1]
             metrics = sorted(k for k in last if k.startswith(("test/", "val/")) and _finite(last[k]))
@@ -178,10 +181,10 @@ def paired_table(paired: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_report(sweep, records: list[dict[str, Any]], out_dir: Path) -> str:
+def write_report(sweep, records: list[TrialRecord], out_dir: Path) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     order = {trial.name: i for i, trial in enumerate(sweep.trials)}
-    frame = trial_rows(sorted(records, key=lambda r: order.get(r["name"], len(order))))
+    frame = trial_rows(sorted(records, key=lambda r: order.get(r.name, len(order))))
     frame.to_parquet(out_dir / "trials.parquet", index=False)
     table = summary_table(frame, paper_results())
     text = (
@@ -307,11 +310,9 @@ def _reference_dir(sweep) -> Path | None:
     return path if (path / "trials.parquet").is_file() else None
 
 
-def write_plots(sweep, records: list[dict[str, Any]], frame: pd.DataFrame, out_dir: Path) -> list[Path]:
+def write_plots(sweep, records: list[TrialRecord], frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     """curves.png (every trial's test curve and loss), paired.png (each guided setup's per-seed difference to no
     guidance, when there is a baseline) and one PNG per entry of the sweep file's PLOTS."""
-    from langdml_core import plots
-
     written = [plots.training_curves(records, out_dir / "curves.png")]
     paired = paired_differences(frame)
     if not paired.empty:

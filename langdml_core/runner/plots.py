@@ -9,9 +9,10 @@ last epoch side by side). Matplotlib runs headless (Agg).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
+
+from langdml_core.runner.records import TrialRecord
 
 METRIC = "test/recall_at_1"
 
@@ -25,19 +26,17 @@ def _pyplot():
     return plt
 
 
-def training_curves(records: list[dict[str, Any]], out: Path, metric: str = METRIC) -> Path | None:
+def training_curves(records: list[TrialRecord], out: Path, metric: str = METRIC) -> Path | None:
     """Per trial: the test metric and the DML loss over epochs (one line per trial)."""
-    rows = [r for r in records if any(metric in h for h in r["history"])]
+    rows = [r for r in records if any(metric in h for h in r.history)]
     if not rows:
         return None
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for record in rows:
-        epochs = [h["epoch"] for h in record["history"] if metric in h]
-        left.plot(
-            epochs, [h[metric] for h in record["history"] if metric in h], marker=".", label=record["name"]
-        )
-        losses = [(h["epoch"], h["train/dml_loss"]) for h in record["history"] if "train/dml_loss" in h]
+        epochs = [h["epoch"] for h in record.history if metric in h]
+        left.plot(epochs, [h[metric] for h in record.history if metric in h], marker=".", label=record.name)
+        losses = [(h["epoch"], h["train/dml_loss"]) for h in record.history if "train/dml_loss" in h]
         if losses:
             right.plot(*zip(*losses, strict=True), marker=".")
     left.set(xlabel="epoch", ylabel=metric, title="test metric per epoch")
@@ -100,7 +99,7 @@ def paired_plot(
     paired: pd.DataFrame, out: Path, metric: str = METRIC, protocol: str | None = None
 ) -> Path | None:
     """Per guided setup: each seed's difference to the no-guidance baseline (dots), their mean +- std (bar),
-    and the zero line; ``paired`` comes from :func:`langdml_core.report.paired_differences`. One panel, the
+    and the zero line; ``paired`` comes from :func:`langdml_core.runner.report.paired_differences`. One panel, the
     protocol "last" (or the first one present)."""
     rows = paired[paired["metric"] == metric] if not paired.empty else paired
     if rows.empty:

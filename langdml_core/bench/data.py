@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from langdml_core.bench import interleaved
+from langdml_core.bench.timing import interleaved, medians, spreads
 
 
 def make_jpeg_folder(
@@ -103,7 +103,7 @@ def bench_data(
     rates = interleaved(
         {name: lambda get=get: _rate(get, n) for name, get in work_per_image.items()}, repeats
     )
-    median = {name: statistics.median(r) for name, r in rates.items()}
+    median = medians(rates)
 
     # outputs: evaluation must be identical; training differs by resampling only (same random draws)
     eval_equal = sum(torch.equal(sets["eval/jpeg"][i][0], sets["eval/cache"][i][0]) for i in range(n))
@@ -134,7 +134,7 @@ def bench_data(
             "threads": torch.get_num_threads(),
         },
         "images_per_second": median,
-        "spread": {name: [min(r), max(r)] for name, r in rates.items()},
+        "spread": spreads(rates),
         "ratio": {
             "train": median["train/cache"] / median["train/jpeg"],
             "eval": median["eval/cache"] / median["eval/jpeg"],

@@ -1,4 +1,4 @@
-"""The ``langdml`` command: train, sweep, report, ui, config, data, bench."""
+"""The ``langdml`` command (train, sweep, report, ui, config, data, bench) and ``python sweeps/X.py``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from langdml_core.config import SECTIONS, TrialConfig, field_docs, parse_overrides
 from langdml_core.errors import ConfigError, UserError
+from langdml_core.runner.places import resolve_places, tune_experiments
+from langdml_core.runner.sweep_file import Sweep, load_sweep
+from langdml_core.runner.tracking import redact
 
 TRAIN_EPILOG = """\
 Every config key can be set with --set section.key=value (values are parsed as YAML: 2, 1e-5, true,
@@ -27,8 +31,6 @@ Outputs in DIR: config.json, metrics.json (final + per-epoch), checkpoints (a re
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sweep"]:  # the sweep runner owns its flags (shared with `python sweeps/X.py`)
-        from langdml_core.sweep import main as sweep_main
-
         return sweep_main(None, argv[1:])
 
     parser = argparse.ArgumentParser(prog="langdml", description="Language-guided deep metric learning.")
@@ -89,12 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     show = sub.add_parser("config", help="print every config key with its default and meaning")
     show.add_argument("--json", action="store_true", help="print the defaults as JSON")
 
-    try:
-        from langdml_core.bench import add_bench_parser
-    except ImportError:  # pragma: no cover - the bench module is optional during development
-        add_bench_parser = None
-    if add_bench_parser is not None:
-        add_bench_parser(sub)
+    from langdml_core.bench import add_bench_parser
+
+    add_bench_parser(sub)
 
     args = parser.parse_args(argv)
     try:
@@ -105,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ui":
             return _ui(args)
         if args.command == "data":
-            from langdml_core.data.check import check_command
+            from langdml_core.data import check_command
 
             print(check_command(args.dataset, args.root, args.layout, not args.no_check_counts, args.decode))
             return 0
@@ -127,8 +126,6 @@ def _train(args: argparse.Namespace) -> int:
     if bool(args.sweep) != bool(args.trial):
         raise ConfigError("--sweep and --trial go together: --sweep sweeps/X.py --trial NAME.")
     if args.sweep:
-        from langdml_core.sweep import load_sweep
-
         sweep = load_sweep(args.sweep)
         by_name = {t.name: t for t in sweep.trials}
         if args.trial not in by_name:
@@ -150,46 +147,37 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from langdml_core.report import write_report
-    from langdml_core.sweep import env_default, load_sweep
-    from langdml_core.tracking import default_tracking_uri, records_from_mlflow
+    from langdml_core.runner.report import write_report
+    from langdml_core.runner.tracking import records_from_mlflow
 
     sweep = load_sweep(args.sweep_file)
-    results = Path(args.results).absolute()
-    storage = env_default(args.storage, "LANGDML_STORAGE", str(results / "ray"))
-    uri = env_default(args.tracking_uri, "MLFLOW_TRACKING_URI", default_tracking_uri(results))
+    places = resolve_places(args.results, args.storage, args.tracking_uri)
     if args.source == "tune" or args.sync_mlflow:
-        from langdml_core.ray_tune import records_from_tune
+        from langdml_core.runner.tune import records_from_tune
 
-        if sweep.search is None:
-            records = records_from_tune(os.path.join(storage, sweep.name))
-        else:  # a search keeps its two phases as two Tune experiments
-            records = records_from_tune(os.path.join(storage, f"{sweep.name}-search"))
-            records += records_from_tune(os.path.join(storage, f"{sweep.name}-final"))
+        records = []  # a search keeps its two phases as two Tune experiments
+        for experiment in tune_experiments(sweep.name, search=sweep.search is not None):
+            records += records_from_tune(places.tune_path(experiment))
     if args.sync_mlflow:
-        from langdml_core.tracking import redact, sync_records
+        from langdml_core.runner.tracking import sync_records
 
-        counts = sync_records(uri, sweep, records)
+        counts = sync_records(places.tracking_uri, sweep, records)
         print(
-            f"MLflow {redact(uri)}: {counts['runs']} trial runs checked, {counts['epochs_sent']} epochs backfilled"
+            f"MLflow {redact(places.tracking_uri)}: {counts['runs']} trial runs checked, "
+            f"{counts['epochs_sent']} epochs backfilled"
         )
     if args.source == "mlflow":
-        records = records_from_mlflow(uri, sweep.name)
+        records = records_from_mlflow(places.tracking_uri, sweep.name)
     if sweep.search is not None:
-        from langdml_core.search import report_search
+        from langdml_core.runner.search import report_search
 
-        records = report_search(sweep, records, results / sweep.name)
-    print(write_report(sweep, records, results / sweep.name))
+        records = report_search(sweep, records, places.results / sweep.name)
+    print(write_report(sweep, records, places.results / sweep.name))
     return 0
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from langdml_core.sweep import env_default
-    from langdml_core.tracking import default_tracking_uri
-
-    uri = env_default(args.tracking_uri, "MLFLOW_TRACKING_URI", default_tracking_uri(args.results))
+    uri = resolve_places(args.results, tracking_uri=args.tracking_uri).tracking_uri
     cmd = [
         sys.executable,
         "-m",
@@ -202,8 +190,6 @@ def _ui(args: argparse.Namespace) -> int:
         "--port",
         str(args.port),
     ]
-    from langdml_core.tracking import redact
-
     print(f"MLflow UI for {redact(uri)} at http://{args.host}:{args.port} (Ctrl-C to stop)")
     return subprocess.call(cmd)
 
@@ -219,6 +205,111 @@ def _show_config(as_json: bool) -> int:
         for key, value in defaults[section].items():
             print(f"  {section}.{key} = {value!r}\n      {docs.get(key, '')}")
     return 0
+
+
+# ---- langdml sweep / python sweeps/X.py ----------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny run: 1 epoch, 2 steps, batch 16, the few trials that cover every swept value",
+    )
+    parser.add_argument("--list", action="store_true", help="print trial names and count; run nothing")
+    parser.add_argument(
+        "--resolve",
+        action="store_true",
+        help="with --list: print every trial's full config and the source of each value",
+    )
+    parser.add_argument(
+        "--storage", default=None, help="Tune storage path (default: results/ray; env LANGDML_STORAGE)"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow URI (default: sqlite under results/; env MLFLOW_TRACKING_URI)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="Ray address: omitted = local embedded Ray; 'auto' = a running cluster (env RAY_ADDRESS)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted sweep from its Tune state"
+    )
+    parser.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=float(os.environ.get("LANGDML_GPUS_PER_TRIAL") or 0),
+        help="GPUs per trial (fractional allowed; env LANGDML_GPUS_PER_TRIAL, set on cluster nodes)",
+    )
+    parser.add_argument(
+        "--cpus-per-trial",
+        type=float,
+        default=float(os.environ.get("LANGDML_CPUS_PER_TRIAL") or 1),
+        help="CPUs per trial (also torch threads; env LANGDML_CPUS_PER_TRIAL)",
+    )
+    parser.add_argument(
+        "--max-concurrent", type=int, default=0, help="cap on concurrent trials (0 = as resources allow)"
+    )
+    parser.add_argument(
+        "--local-gpus",
+        type=int,
+        default=0,
+        help="logical GPUs the embedded local Ray advertises (testing GPU packing on a CPU box)",
+    )
+    parser.add_argument("--seeds", type=int, default=None, help="override the sweep's seeds with 0..N-1")
+    parser.add_argument(
+        "--results", default="results", help="directory for tables, parquet and the MLflow database"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key in every trial",
+    )
+
+
+def sweep_main(path: str | Path | None = None, argv: list[str] | None = None) -> int:
+    """Entry point of ``python sweeps/X.py [flags]`` and ``langdml sweep sweeps/X.py [flags]``."""
+    parser = argparse.ArgumentParser(prog=f"python {Path(path).name}" if path else "langdml sweep")
+    if path is None:
+        parser.add_argument("sweep_file")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        sweep = load_sweep(
+            path or args.sweep_file, overrides=args.overrides, seeds=args.seeds, smoke=args.smoke
+        )
+        if args.list:
+            print_list(sweep, resolve=args.resolve)
+            return 0
+        if sweep.search is not None:
+            from langdml_core.runner.search import run_search
+
+            return run_search(sweep, args)
+        from langdml_core.runner.tune import run_sweep
+
+        return run_sweep(sweep, args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def print_list(sweep: Sweep, resolve: bool = False) -> None:
+    for trial in sweep.trials:
+        print(
+            trial.name
+            if not resolve
+            else json.dumps(
+                {"name": trial.name, "config": trial.config, "sources": trial.sources}, sort_keys=True
+            )
+        )
+    print(
+        f"{len(sweep.trials)} trials in {sweep.name}"
+        + (f" (declared: {sweep.declared_trials})" if sweep.declared_trials is not None else "")
+    )
 
 
 if __name__ == "__main__":

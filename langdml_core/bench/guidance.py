@@ -9,12 +9,11 @@ before timing: their one-off cost is not part of a step.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from langdml_core.bench import interleaved
+from langdml_core.bench.timing import interleaved, medians, spreads, step_header
 
 
 def bench_guidance(
@@ -29,7 +28,7 @@ def bench_guidance(
     import torch
 
     from langdml_core.backbones import build_model
-    from langdml_core.config import TrialConfig
+    from langdml_core.config import CHOICES, TrialConfig
     from langdml_core.data import build_dataset, train_loader
     from langdml_core.data.transforms import train_transform
     from langdml_core.losses import build_loss
@@ -44,7 +43,8 @@ def bench_guidance(
         "language.omega": 1.0,
     }
     configs = {
-        mode: TrialConfig.from_dict({**base, "language.guidance": mode}) for mode in ("none", "elg", "plg")
+        mode: TrialConfig.from_dict({**base, "language.guidance": mode})
+        for mode in CHOICES["language.guidance"]
     }
     cfg = configs["none"]
     dataset = build_dataset(cfg.data)
@@ -84,7 +84,7 @@ def bench_guidance(
     times = interleaved(
         {mode: lambda g=guidance: one_round(g) for mode, guidance in guidances.items()}, repeats
     )
-    median = {mode: statistics.median(t) for mode, t in times.items()}
+    median = medians(times)
     return {
         "setup": {
             "backbone": backbone,
@@ -96,17 +96,14 @@ def bench_guidance(
             "threads": torch.get_num_threads(),
         },
         "step_seconds": median,
-        "spread": {mode: [min(t), max(t)] for mode, t in times.items()},
+        "spread": spreads(times),
         "ratio": {mode: median[mode] / median["none"] for mode in ("elg", "plg")},
     }
 
 
 def format_report(result: dict) -> str:
     s = result["setup"]
-    lines = [
-        f"training step, {s['backbone']} {s['image_size']} px, batch {s['batch_size']}, {s['device']}, "
-        f"{s['threads']} threads; median of {s['repeats']} interleaved rounds of {s['steps']} steps"
-    ]
+    lines = [step_header(s)]
     for mode, t in result["step_seconds"].items():
         lo, hi = result["spread"][mode]
         ratio = "" if mode == "none" else f"   ratio to none: {result['ratio'][mode]:.3f}x"

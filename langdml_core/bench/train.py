@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import time
 
-from langdml_core.bench import interleaved
+from langdml_core.bench.timing import interleaved, medians, spreads, step_header
 
 
 def bench_train(
@@ -91,7 +90,7 @@ def bench_train(
         if dev.type == "cuda":
             memory[mode] = torch.cuda.max_memory_allocated() / 2**30
     times = interleaved({mode: lambda mode=mode: one_round(mode) for mode in runs}, repeats)
-    median = {mode: statistics.median(t) for mode, t in times.items()}
+    median = medians(times)
     return {
         "setup": {
             "backbone": backbone,
@@ -103,7 +102,7 @@ def bench_train(
             "threads": torch.get_num_threads(),
         },
         "step_seconds": median,
-        "spread": {mode: [min(t), max(t)] for mode, t in times.items()},
+        "spread": spreads(times),
         "images_per_second": {mode: batch_size / t for mode, t in median.items()},
         "first_round_seconds": first_round,
         "gpu_memory_gib": memory,
@@ -113,10 +112,7 @@ def bench_train(
 
 def format_report(result: dict) -> str:
     s = result["setup"]
-    lines = [
-        f"training step, {s['backbone']} {s['image_size']} px, batch {s['batch_size']}, {s['device']}, "
-        f"{s['threads']} threads; median of {s['repeats']} interleaved rounds of {s['steps']} steps"
-    ]
+    lines = [step_header(s)]
     for mode, t in result["step_seconds"].items():
         lo, hi = result["spread"][mode]
         memory = result["gpu_memory_gib"].get(mode)

@@ -16,11 +16,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from langdml_core.errors import TrackingError
+from langdml_core.config import parse_value
+from langdml_core.errors import ConfigError, TrackingError
+from langdml_core.runner.records import (
+    ERROR,
+    ERROR_TAG,
+    ROLE_TAG,
+    SWEEP_FILE_TAG,
+    SWEEP_TAG,
+    TERMINATED,
+    TRIAL_TAG,
+    TrialRecord,
+    trial_tags,
+    varied_from_tags,
+)
 
 log = logging.getLogger(__name__)
-TRIAL_TAG = "langdml.trial"
-SWEEP_TAG = "langdml.sweep"
 PARENT_TAG = "mlflow.parentRunId"
 
 
@@ -28,13 +39,6 @@ def _tracking_errors() -> tuple[type[BaseException], ...]:
     from mlflow.exceptions import MlflowException
 
     return (MlflowException, OSError)
-
-
-def default_tracking_uri(results_dir: str | Path = "results") -> str:
-    """A SQLite database under results/ (absolute path: trials run in other working directories)."""
-    path = Path(results_dir).expanduser().absolute() / "mlflow.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
 
 
 def client(tracking_uri: str):
@@ -51,7 +55,7 @@ def ensure_parent_run(tracking_uri: str, sweep: str, tags: dict[str, str] | None
     experiment_id = experiment.experiment_id if experiment else c.create_experiment(sweep)
     found = c.search_runs(
         [experiment_id],
-        filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`langdml.role` = 'parent'",
+        filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{ROLE_TAG}` = 'parent'",
         max_results=1,
         order_by=["attributes.start_time ASC"],
     )
@@ -61,7 +65,7 @@ def ensure_parent_run(tracking_uri: str, sweep: str, tags: dict[str, str] | None
             c.update_run(run_id, status="RUNNING")
         return experiment_id, run_id
     run = c.create_run(
-        experiment_id, run_name=sweep, tags={SWEEP_TAG: sweep, "langdml.role": "parent", **(tags or {})}
+        experiment_id, run_name=sweep, tags={SWEEP_TAG: sweep, ROLE_TAG: "parent", **(tags or {})}
     )
     return experiment_id, run.info.run_id
 
@@ -220,33 +224,31 @@ class TrialRun:
         )
 
 
-def sync_records(tracking_uri: str, sweep, records: list[dict[str, Any]]) -> dict[str, int]:
+def sync_records(tracking_uri: str, sweep, records: list[TrialRecord]) -> dict[str, int]:
     """Backfill MLflow from Tune's records (after the tracking server was lost): each trial's run is found
     by parent + trial name or created, missing epochs are logged (each step once), and it is ended."""
-    experiment_id, parent = ensure_parent_run(
-        tracking_uri, sweep.name, {"langdml.sweep_file": str(sweep.path)}
-    )
+    experiment_id, parent = ensure_parent_run(tracking_uri, sweep.name, {SWEEP_FILE_TAG: str(sweep.path)})
     counts = {"runs": 0, "epochs_sent": 0}
     for record in records:
         run = TrialRun(
             tracking_uri,
             experiment_id,
             parent,
-            record["name"],
-            tags={SWEEP_TAG: sweep.name, **{f"langdml.{k}": str(v) for k, v in record["varied"].items()}},
+            record.name,
+            tags=trial_tags(sweep.name, record.varied),
         )
         if not run._connected:
             raise TrackingError(
                 f"MLflow at {redact(tracking_uri)} is unreachable; start it and rerun --sync-mlflow."
             )
-        run.log_params(record.get("config", {}))
+        run.log_params(record.config)
         before = len(run._logged_steps)
-        for row in record["history"]:
+        for row in record.history:
             run.log_epoch({k: v for k, v in row.items() if k == "epoch" or _is_metric(k)})
         counts["runs"] += 1
         counts["epochs_sent"] += len(run._logged_steps) - before
-        run.end("FINISHED" if record["status"] == "TERMINATED" else "FAILED")
-    failed = any(r["status"] != "TERMINATED" for r in records)
+        run.end("FINISHED" if record.finished else "FAILED")
+    failed = not all(r.finished for r in records)
     end_run(tracking_uri, parent, "FAILED" if failed else "FINISHED")
     return counts
 
@@ -270,11 +272,8 @@ def _quote(text: str) -> str:
     return text.replace("'", "\\'")
 
 
-def records_from_mlflow(tracking_uri: str, sweep: str) -> list[dict[str, Any]]:
-    """Per-trial records (name, varied, status, per-epoch history) rebuilt from the sweep's MLflow runs."""
-    from langdml_core.config import parse_value
-    from langdml_core.errors import ConfigError
-
+def records_from_mlflow(tracking_uri: str, sweep: str) -> list[TrialRecord]:
+    """Per-trial records rebuilt from the sweep's MLflow runs (each trial run: tags, params, metric history)."""
     c = client(tracking_uri)
     experiment = c.get_experiment_by_name(sweep)
     if experiment is None:
@@ -285,34 +284,23 @@ def records_from_mlflow(tracking_uri: str, sweep: str) -> list[dict[str, Any]]:
         max_results=50000,
         order_by=["attributes.start_time ASC"],
     )
-    reserved = {
-        SWEEP_TAG,
-        TRIAL_TAG,
-        "langdml.role",
-        "langdml.sweep_file",
-        "langdml.gpu_ids",
-        "langdml.node_id",
-    }
     records = []
     for run in runs:
         tags = run.data.tags
-        varied = {
-            k.removeprefix("langdml."): parse_value(v)
-            for k, v in tags.items()
-            if k.startswith("langdml.") and k not in reserved
-        }
         by_step: dict[int, dict[str, Any]] = {}
         for key in run.data.metrics:
             for metric in c.get_metric_history(run.info.run_id, key):
                 by_step.setdefault(int(metric.step), {"epoch": int(metric.step)})[key] = metric.value
+        finished = run.info.status == "FINISHED"
         records.append(
-            {
-                "name": tags[TRIAL_TAG],
-                "varied": varied,
-                "config": {k: parse_value(v) for k, v in run.data.params.items()},
-                "run_id": run.info.run_id,
-                "status": "TERMINATED" if run.info.status == "FINISHED" else "ERROR",
-                "history": [by_step[s] for s in sorted(by_step)],
-            }
+            TrialRecord(
+                name=tags[TRIAL_TAG],
+                varied=varied_from_tags(tags),
+                config={k: parse_value(v) for k, v in run.data.params.items()},
+                status=TERMINATED if finished else ERROR,
+                error="" if finished else tags.get(ERROR_TAG, f"MLflow run status {run.info.status}"),
+                history=[by_step[s] for s in sorted(by_step)],
+                run_id=run.info.run_id,
+            )
         )
     return records

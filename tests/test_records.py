@@ -1,0 +1,61 @@
+"""runner/records.py: one typed trial record; what MLflow gives back is what was written."""
+
+from langdml_core.runner.records import ERROR_TAG, PLACEMENT_TAGS, TrialRecord, trial_tags, varied_from_tags
+from langdml_core.runner.report import summary_table, trial_rows
+from langdml_core.runner.tracking import TrialRun, ensure_parent_run, records_from_mlflow
+
+
+def curve(*values):
+    return [{"epoch": e, "test/recall_at_1": v, "test/map_at_r": v / 2} for e, v in enumerate(values, 1)]
+
+
+ORIGINALS = [
+    TrialRecord(
+        "lr=0.0001", {"optim.lr": 1e-4}, {"optim.lr": 1e-4, "run.epochs": 2}, history=curve(0.3, 0.4)
+    ),
+    TrialRecord(
+        "lr=1e+30",
+        {"optim.lr": 1e30},
+        {"optim.lr": 1e30, "run.epochs": 2},
+        status="ERROR",
+        error="Non-finite loss at epoch 1, step 0",
+    ),
+]
+
+
+def test_tags_carry_the_sweep_and_the_swept_values_and_nothing_reserved_reads_back_as_swept():
+    tags = trial_tags("tiny", {"optim.lr": 1e-4, "language.guidance": "elg"})
+    assert tags == {"langdml.sweep": "tiny", "langdml.optim.lr": "0.0001", "langdml.language.guidance": "elg"}
+    tags |= {ERROR_TAG: "Non-finite loss", "langdml.trial": "x", **dict.fromkeys(PLACEMENT_TAGS, "0")}
+    assert varied_from_tags(tags) == {"optim.lr": 1e-4, "language.guidance": "elg"}
+
+
+def test_a_sweep_with_a_failed_trial_reads_back_from_mlflow_as_tune_recorded_it(tmp_path):
+    """The trainable's writes (tags, params, epochs, the error tag, placement) -> the same records and table."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id, parent = ensure_parent_run(uri, "tiny")
+    for record in ORIGINALS:
+        run = TrialRun(uri, experiment_id, parent, record.name, tags=trial_tags("tiny", record.varied))
+        run.log_params(record.config)
+        run.set_tags(dict.fromkeys(PLACEMENT_TAGS, "0"))
+        for row in record.history:
+            run.log_epoch(row)
+        if not record.finished:
+            run.set_tags({ERROR_TAG: record.error})
+        run.end("FINISHED" if record.finished else "FAILED")
+
+    back = sorted(records_from_mlflow(uri, "tiny"), key=lambda r: r.name)
+    assert all(r.run_id for r in back)
+    for got, want in zip(back, ORIGINALS, strict=True):
+        assert (got.name, got.varied, got.config, got.status, got.error, got.history) == (
+            want.name,
+            want.varied,
+            want.config,
+            want.status,
+            want.error,
+            want.history,
+        )
+    ours, theirs = trial_rows(back), trial_rows(ORIGINALS)
+    assert list(ours.columns) == list(theirs.columns)  # no stray cfg.error column
+    assert summary_table(ours) == summary_table(theirs)
+    assert "| 0.0001 | 1 | 0 |" in summary_table(ours) and "| 1e+30 | 0 | 1 |" in summary_table(ours)
