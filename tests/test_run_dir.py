@@ -111,3 +111,21 @@ def test_sizes_that_cannot_work_are_refused_before_any_model_is_built(
     monkeypatch.setattr(train, "build_model", no_model)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         train_trial(one_epoch(tmp_path, **overrides))
+
+
+def test_the_cli_refuses_a_changed_config_in_one_sentence_and_restart_discards(tmp_path):
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "langdml_core.runner.cli", "train", "--out", str(tmp_path / "run")]
+    tiny = ["--set", "data.name=demo", "--set", "model.backbone=test_efficientnet", "--set", "model.pretrained=false",
+            "--set", "model.embed_dim=8", "--set", "optim.batch_size=16", "--set", "run.epochs=1",
+            "--set", "run.max_steps_per_epoch=1", "--set", "run.threads=1"]  # fmt: skip
+    assert subprocess.run(base + tiny, capture_output=True, text=True).returncode == 0
+    refused = subprocess.run(base + tiny + ["--set", "optim.lr=0.01"], capture_output=True, text=True)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "different configuration (optim.lr: 1e-05 -> 0.01)" in refused.stderr
+    restarted = subprocess.run(
+        base + tiny + ["--set", "optim.lr=0.01", "--restart"], capture_output=True, text=True
+    )
+    assert restarted.returncode == 0, restarted.stderr

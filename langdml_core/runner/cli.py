@@ -55,6 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--out", help="output directory (same as --set run.out_dir=DIR)")
     train.add_argument("--sweep", help="sweep file whose trial to run (with --trial)")
     train.add_argument("--trial", help="trial name from `python SWEEP --list`")
+    train.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the run already in the output directory instead of resuming it",
+    )
 
     sub.add_parser("sweep", help="run a sweep file on Ray Tune (see `langdml sweep --help`)")
 
@@ -140,7 +145,7 @@ def _train(args: argparse.Namespace) -> int:
         config = TrialConfig.load(args.config, overrides)  # refuse bad keys before the heavy imports
     from langdml_core.train import train_trial
 
-    summary = train_trial(config)
+    summary = train_trial(config, restart=args.restart)
     final = {k: v for k, v in summary["final"].items() if "/" in k and not k.startswith("train/")}
     print("final: " + json.dumps(final))
     return 0
