@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # On demand (root; installs Debian's slurm-wlm and munge the first time): cluster/slurm/sweep.sbatch for real,
 # on a one-node SLURM cluster on this machine, slurmctld and slurmd both here (partition `gpu`, 2 CPUs and
-# 2 count-only GPUs as GRES, so the script's --gres line and one-GPU-per-trial path run; no GPU needed:
-# trials see a logical GPU and train on the CPU).
+# 2 stand-in GPUs as GRES, so the script's --gres line and one-GPU-per-trial path run; no GPU needed: each
+# trial holds one of Ray's GPUs and trains on the CPU).
 #
 #   sudo cluster/slurm/local_slurm_test.sh          # from anywhere; about 10 minutes on 2 cores
 #
@@ -65,8 +65,11 @@ KillWait=30
 NodeName=$node NodeAddr=127.0.0.1 CPUs=2 RealMemory=$memory Gres=gpu:2 State=UNKNOWN
 PartitionName=$PARTITION Nodes=$node Default=YES MaxTime=INFINITE State=UP
 EOF
-# Two GPUs by count only (no device files): Slurm allocates them and sets SLURM_GPUS_ON_NODE.
-echo "NodeName=$node Name=gpu Count=2" >"$WORK/etc/gres.conf"
+# Two stand-in GPUs: slurmd drops a GPU without a device file, so two character devices with /dev/null's
+# numbers play them. Slurm allocates them and sets SLURM_GPUS_ON_NODE and CUDA_VISIBLE_DEVICES; nothing opens them.
+mkdir -p "$WORK/dev"
+for i in 0 1; do mknod "$WORK/dev/gpu$i" c 1 3; done
+echo "NodeName=$node Name=gpu File=$WORK/dev/gpu[0-1]" >"$WORK/etc/gres.conf"
 
 started_munged=""
 if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
