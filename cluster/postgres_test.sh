@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On demand (root; uses Debian's postgresql, installed if missing, and pip's psycopg2-binary into $WORK if
+# On demand (root; uses Debian's postgresql, installed if missing, and pip's psycopg2-binary into $PYLIB if
 # the venv lacks it): the MLflow database in PostgreSQL, outside the cluster, outlives the head.
 #
 #   sudo cluster/postgres_test.sh          # from anywhere; 2-3 minutes on 2 cores
@@ -34,10 +34,13 @@ install -d -m 755 "$WORK"
 install -d -o postgres -g postgres -m 700 "$WORK/pg"
 install -d -o postgres -g postgres -m 755 "$WORK/sock" "$WORK/pglog"
 export PATH="$VENV/bin:$PATH"
+PYLIB="${PYLIB:-/tmp/langdml-pylib}"  # kept between runs
 if ! python -c "import psycopg2" 2>/dev/null; then
-  echo "== pip install psycopg2-binary (into $WORK/pylib: the venv stays as it is)"
-  python -m pip install -q --target "$WORK/pylib" psycopg2-binary
-  export PYTHONPATH="$WORK/pylib${PYTHONPATH:+:$PYTHONPATH}"
+  export PYTHONPATH="$PYLIB${PYTHONPATH:+:$PYTHONPATH}"
+  if ! python -c "import psycopg2" 2>/dev/null; then
+    echo "== pip install psycopg2-binary (into $PYLIB: the venv stays as it is)"
+    python -m pip install -q --target "$PYLIB" psycopg2-binary
+  fi
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
