@@ -62,9 +62,14 @@ export MLFLOW_TRACKING_URI="http://127.0.0.1:$MLFLOW_PORT"
 export LANGDML_RAY_TEMP_DIR="/tmp/rpg$$" LANGDML_CACHE="$WORK/cache" RAY_DEDUP_LOGS=0
 unset RAY_ADDRESS
 
-stop_server() {  # the process group mlflow_server.sh started
-  local dir="$1"
-  if [[ -f "$dir/server.pid" ]]; then kill -- "-$(cat "$dir/server.pid")" 2>/dev/null || true; rm -f "$dir/server.pid"; fi
+stop_server() {  # the process group mlflow_server.sh started, until it is gone
+  local dir="$1" group
+  [[ -f "$dir/server.pid" ]] || return 0
+  group="$(cat "$dir/server.pid")"
+  rm -f "$dir/server.pid"
+  kill -- "-$group" 2>/dev/null || return 0
+  for _ in $(seq 60); do kill -0 -- "-$group" 2>/dev/null || return 0; sleep 0.5; done
+  kill -KILL -- "-$group" 2>/dev/null || true
 }
 teardown() {
   set +e

@@ -566,12 +566,19 @@ def stop_head(head: Path) -> None:
     """What the head's end does to mlflow_server.sh's processes: its server and backup loop (process groups)."""
     for name in ("server", "backup"):
         pidfile = head / f"{name}.pid"
-        if pidfile.is_file():
+        if not pidfile.is_file():
+            continue
+        group = int(pidfile.read_text())
+        pidfile.unlink()
+        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):  # MLflow's job workers take a while
             try:
-                os.killpg(int(pidfile.read_text()), signal.SIGTERM)
+                os.killpg(group, sig)
+                deadline = time.monotonic() + wait
+                while time.monotonic() < deadline:
+                    os.killpg(group, 0)
+                    time.sleep(0.5)
             except ProcessLookupError:
-                pass
-            pidfile.unlink()
+                break
 
 
 @pytest.mark.slow
