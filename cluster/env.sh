@@ -8,7 +8,7 @@ export LANGDML_BUCKET="${LANGDML_BUCKET:-s3://my-langdml-bucket/langdml}"  # EDI
 
 # Optional: the MLflow database outside the cluster instead of SQLite on the head (restored from and backed
 # up to the bucket, $LANGDML_BUCKET/mlflow-db/): a PostgreSQL the head reaches, password in ~/.pgpass, and
-# `~/venv/bin/pip install psycopg2-binary` in head_setup_commands (cluster/README.md).
+# `~/venv/bin/pip install -q 'psycopg[binary]'` in head_setup_commands (cluster/README.md).
 # export LANGDML_MLFLOW_BACKEND="postgresql://langdml@db.internal:5432/langdml"
 
 export PATH="$HOME/venv/bin:$PATH"  # the venv setup_commands install langdml into

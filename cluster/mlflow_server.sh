@@ -40,8 +40,9 @@ for _ in $(seq 90); do
     fi
     exit 0
   fi
+  kill -0 "$(cat "$dir/server.pid")" 2>/dev/null || break  # it exited: no use waiting
   sleep 2
 done
-echo "MLflow server did not answer /health within 180 s; see $dir/server.log" >&2
+echo "MLflow server did not answer /health (within 180 s); see $dir/server.log" >&2
 tail -n 20 "$dir/server.log" >&2
 exit 1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# On demand (root; uses Debian's postgresql, installed if missing, and pip's psycopg2-binary into $PYLIB if
-# the venv lacks it): the MLflow database in PostgreSQL, outside the cluster, outlives the head.
+# On demand (root; uses Debian's postgresql, installed if missing, and pip's psycopg[binary], the driver
+# SQLAlchemy 2.1 picks for postgresql://, into $PYLIB if the venv lacks it): the MLflow database in PostgreSQL, outside the cluster, outlives the head.
 #
 #   sudo cluster/postgres_test.sh          # from anywhere; 2-3 minutes on 2 cores
 #
@@ -35,11 +35,11 @@ install -d -o postgres -g postgres -m 700 "$WORK/pg"
 install -d -o postgres -g postgres -m 755 "$WORK/sock" "$WORK/pglog"
 export PATH="$VENV/bin:$PATH"
 PYLIB="${PYLIB:-/tmp/langdml-pylib}"  # kept between runs
-if ! python -c "import psycopg2" 2>/dev/null; then
+if ! python -c "import psycopg" 2>/dev/null; then
   export PYTHONPATH="$PYLIB${PYTHONPATH:+:$PYTHONPATH}"
-  if ! python -c "import psycopg2" 2>/dev/null; then
-    echo "== pip install psycopg2-binary (into $PYLIB: the venv stays as it is)"
-    python -m pip install -q --target "$PYLIB" psycopg2-binary
+  if ! python -c "import psycopg" 2>/dev/null; then
+    echo "== pip install psycopg psycopg-binary (into $PYLIB, without dependencies: the venv stays as it is)"
+    python -m pip install -q --no-deps --target "$PYLIB" psycopg psycopg-binary
   fi
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
