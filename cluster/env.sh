@@ -6,6 +6,11 @@
 # The ONE place for the bucket: Tune's storage_path, MLflow's artifacts, the dataset and model copies.
 export LANGDML_BUCKET="${LANGDML_BUCKET:-s3://my-langdml-bucket/langdml}"  # EDIT: your S3 bucket/prefix
 
+# Optional: the MLflow database outside the cluster instead of SQLite on the head (restored from and backed
+# up to the bucket, $LANGDML_BUCKET/mlflow-db/): a PostgreSQL the head reaches, password in ~/.pgpass, and
+# `~/venv/bin/pip install -q 'psycopg[binary]'` in head_setup_commands (cluster/README.md).
+# export LANGDML_MLFLOW_BACKEND="postgresql://langdml@db.internal:5432/langdml"
+
 export PATH="$HOME/venv/bin:$PATH"  # the venv setup_commands install langdml into
 # Tune state and checkpoints, shared by all nodes (the sweep's --storage default).
 export LANGDML_STORAGE="${LANGDML_STORAGE:-$LANGDML_BUCKET/ray}"

@@ -1,6 +1,7 @@
 """cluster/: Ray's own schema accepts every yaml, every EDIT marker is documented, the README's cost table is
-the one computed from the sweep, and a fake multi-node GPU cluster autoscales a submitted sweep onto GPU
-workers (slow tier)."""
+the one computed from the sweep, the SLURM sbatch script follows Ray's pattern, the head's MLflow database
+is backed up to and restored from the bucket; slow tier: a fake multi-node GPU cluster autoscales a submitted
+sweep onto GPU workers, and a sweep's MLflow record survives tearing the head down and bringing it up again."""
 
 import json
 import os
@@ -23,6 +24,9 @@ README = CLUSTER / "README.md"
 YAMLS = sorted(CLUSTER.glob("*.yaml"))
 TINY = ROOT / "tests" / "fixtures" / "tiny_sweep.py"
 RAY = str(Path(sys.executable).with_name("ray"))
+SBATCH = CLUSTER / "slurm" / "sweep.sbatch"
+CHECK_TRACKING = CLUSTER / "check_tracking.py"
+SCRIPTS = sorted(p for p in CLUSTER.rglob("*") if p.suffix in (".sh", ".sbatch"))
 EDIT = re.compile(r"#\s*EDIT:")
 JOB = "fake-gpu-smoke"
 PORT_FLAGS = (
@@ -55,7 +59,18 @@ def ray_checked(config: dict) -> dict:
 def test_cluster_files_exist():
     names = {p.name for p in YAMLS}
     assert {"gpu.yaml", "fake-gpu.yaml", "local.yaml"} <= names
-    assert (CLUSTER / "local_up_submit_down.sh").stat().st_mode & 0o111
+    for script in SCRIPTS:
+        if script.name not in ("env.sh", "head-env.sh", "local-env.sh"):  # sourced, not run
+            assert script.stat().st_mode & 0o111, f"{script.relative_to(CLUSTER)} is not executable"
+    assert {"local_up_submit_down.sh", "postgres_test.sh", "sweep.sbatch", "local_slurm_test.sh"} <= {
+        p.name for p in SCRIPTS
+    }
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: str(p.relative_to(CLUSTER)))
+def test_every_cluster_script_is_valid_bash(path):
+    done = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.name)
@@ -91,8 +106,11 @@ def test_gpu_cluster_shape():
     head_start = "\n".join(config["head_start_ray_commands"])
     assert head_start.endswith("~/langdml/cluster/mlflow_server.sh")
     server = (CLUSTER / "mlflow_server.sh").read_text()  # SQLite on the head's disk, artifacts to the bucket
-    assert "mlflow server" in server and '"sqlite:///$dir/mlflow.db"' in server
+    assert "mlflow server" in server and "sqlite:///$dir/mlflow.db" in server
     assert '--artifacts-destination "$LANGDML_BUCKET/mlflow-artifacts"' in server
+    # the database comes back from the bucket before the server opens it, and goes there while it runs
+    assert server.index('mlflow_db.sh" restore') < server.index("mlflow server")
+    assert 'mlflow_db.sh" loop' in server
     assert "--num-gpus" not in head_start  # resources come from the node type above
     assert "--dashboard-host=127.0.0.1" in head_start  # the dashboard: SSH tunnel only
 
@@ -138,40 +156,56 @@ def test_sweep_flags_take_their_defaults_from_the_cluster_environment(monkeypatc
     assert parser.parse_args(["--gpus-per-trial", "1"]).gpus_per_trial == 1.0  # a flag still wins
 
 
-def edit_markers() -> dict[str, str]:
-    """{key: file} for every line marked `# EDIT:` in cluster/ (yaml key or shell variable before it)."""
-    found = {}
-    for path in sorted(CLUSTER.iterdir()):
-        if path.suffix not in (".yaml", ".sh"):
-            continue
-        for line in path.read_text().splitlines():
-            if not EDIT.search(line) or line.lstrip().startswith("#"):  # prose mentioning the marker
+SBATCH_OPTION = re.compile(r"^#SBATCH\s+(--[\w-]+)[= ]")
+EDIT_OPTION = re.compile(r"^#\s*EDIT:\s*([\w-]+):")
+
+
+def edit_markers() -> set[tuple[str, str]]:
+    """(file, key) for every value marked `# EDIT:` under cluster/ (file relative to cluster/): a yaml key or
+    shell variable on the marked line, or an sbatch option (`#SBATCH --partition=...`, which takes no
+    trailing comment) right under a `# EDIT: partition: ...` line naming it."""
+    found = set()
+    for path in SCRIPTS + YAMLS:
+        name = str(path.relative_to(CLUSTER))
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines):
+            option = SBATCH_OPTION.match(line)
+            if option and number and (above := EDIT_OPTION.match(lines[number - 1])):
+                assert f"--{above.group(1)}" == option.group(1), (
+                    f"{name}: `{lines[number - 1]}` above `{line}`"
+                )
+                found.add((name, option.group(1)))
+            if not EDIT.search(line) or line.lstrip().startswith("#"):  # prose, or an sbatch option's note
                 continue
             code = EDIT.split(line)[0]
             match = re.match(r"\s*(?:export\s+)?-?\s*([A-Za-z_][\w.]*)\s*[:=]", code)
-            assert match, (
-                f"{path.name}: an EDIT marker must sit on a `key: value` or `NAME=value` line: {line}"
-            )
-            found[match.group(1)] = path.name
+            assert match, f"{name}: an EDIT marker must sit on a `key: value` or `NAME=value` line: {line}"
+            found.add((name, match.group(1)))
+        for number, line in enumerate(lines):  # an `# EDIT: option:` note must sit on an #SBATCH line
+            if EDIT_OPTION.match(line):
+                assert number + 1 < len(lines) and SBATCH_OPTION.match(lines[number + 1]), f"{name}: {line}"
     return found
 
 
-def readme_edit_table() -> dict[str, str]:
-    """{key: file} from the README's "What you must edit" table (rows `| file | `key` | ... |`)."""
-    text = README.read_text()
-    section = text.split("## What you must edit", 1)[1].split("\n## ", 1)[0]
-    return {
-        key: file
-        for file, key in re.findall(
-            r"^\|\s*`?([\w.-]+\.(?:yaml|sh))`?\s*\|\s*`([\w.]+)`", section, re.MULTILINE
-        )
-    }
+def readme_edit_tables() -> set[tuple[str, str]]:
+    """(file, key) from the README's "What you must edit" tables (rows `| file | `key` | ... |`)."""
+    sections = re.split(r"^#+ ", README.read_text(), flags=re.MULTILINE)
+    rows = set()
+    for section in sections:
+        if section.startswith("What you must edit"):
+            rows |= set(
+                re.findall(
+                    r"^\|\s*`?([\w./-]+\.(?:yaml|sh|sbatch))`?\s*\|\s*`([\w.-]+)`", section, re.MULTILINE
+                )
+            )
+    return rows
 
 
 def test_every_edit_marker_is_documented_and_every_documented_value_is_marked():
     markers = edit_markers()
-    assert len(markers) >= 5, markers  # region, AMI, bucket, ... (see README)
-    assert readme_edit_table() == markers
+    assert len({key for file, key in markers if file.endswith(".sbatch")}) >= 8, markers  # SLURM
+    assert len(markers) >= 13, markers  # AWS: region, AMI, bucket, ...; SLURM: partition, gres, ...
+    assert readme_edit_tables() == markers
 
 
 def test_readme_cost_table_is_the_one_computed_from_the_sweep():
@@ -194,6 +228,156 @@ def test_readme_has_the_commands():
         "KubeRay",
     ):
         assert command in text, command
+
+
+# ---- SLURM: cluster/slurm/sweep.sbatch (the real run: cluster/slurm/local_slurm_test.sh, on demand) -------
+def sbatch_commands() -> list[str]:
+    """The script's command lines, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", SBATCH.read_text())
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def sbatch_directives() -> dict[str, str]:
+    return dict(re.findall(r"^#SBATCH\s+(--[\w-]+)=(\S+)$", SBATCH.read_text(), re.MULTILINE))
+
+
+def test_sbatch_directives_come_before_the_first_command_and_ask_for_one_ray_node_per_slurm_node():
+    lines = SBATCH.read_text().splitlines()
+    first_command = next(i for i, line in enumerate(lines) if line.strip() and not line.startswith("#"))
+    # sbatch reads #SBATCH lines only up to the first command, and takes no comment after an option
+    assert all(i < first_command for i, line in enumerate(lines) if line.startswith("#SBATCH"))
+    assert all(re.fullmatch(r"#SBATCH --[\w-]+=\S+", line) for line in lines if line.startswith("#SBATCH"))
+    directives = sbatch_directives()
+    assert directives["--ntasks-per-node"] == "1"  # one `ray start` per node (Ray's SLURM guide)
+    assert re.fullmatch(r"gpu:\d+", directives["--gres"])
+    assert re.fullmatch(r"\d+(-\d+)?(:\d+){0,2}|\d+-\d+:\d+:\d+", directives["--time"])
+    assert directives["--signal"].startswith("B:TERM@")  # the driver stops cleanly before the time limit
+
+
+def test_sbatch_starts_the_ray_head_then_workers_with_srun_as_rays_guide_does():
+    commands = sbatch_commands()
+    text = "\n".join(commands)
+    assert 'scontrol show hostnames "$SLURM_JOB_NODELIST"' in text
+    head = [c for c in commands if c.startswith("srun ") and "ray start --head" in c]
+    workers = [c for c in commands if c.startswith("srun ") and "ray start --address" in c]
+    assert len(head) == 1 and len(workers) == 1, (head, workers)
+    for command in head + workers:
+        assert "--nodes=1 --ntasks=1" in command and "-w " in command and "--block &" in command
+        assert '--num-gpus="$gpus_per_node"' in command and '--num-cpus="$cpus_per_node"' in command
+        assert '--cpus-per-task="$cpus_per_node"' in command  # srun of SLURM 22.05+ does not inherit it
+    assert '-w "$head_node"' in head[0] and '--port="$ray_port"' in head[0]
+    assert "--dashboard-host=127.0.0.1" in head[0]
+    assert '-w "$node"' in workers[0] and '--address="$RAY_ADDRESS"' in workers[0]
+    # the head listens before any worker starts; the workers go on every node but the first
+    wait = text.index("/dev/tcp/$head_ip/$ray_port")
+    assert text.index("ray start --head") < wait < text.index("ray start --address")
+    assert 'for node in "${nodes[@]:1}"' in text
+    assert "RAY_AUTH_MODE=token" in text  # other users of the cluster cannot join or drive this Ray
+
+
+def test_sbatch_runs_mlflow_on_shared_storage_then_the_sweep_then_stops_everything():
+    commands = sbatch_commands()
+    text = "\n".join(commands)
+    assert 'mlflow_dir="$LANGDML_SHARED/mlflow"' in text
+    assert 'backend="${LANGDML_MLFLOW_BACKEND:-sqlite:///$mlflow_dir/mlflow.db}"' in text
+    server = next(c for c in commands if "mlflow server" in c)
+    assert '--backend-store-uri "$backend"' in server and "--workers 1" in server  # one writer
+    assert 'export LANGDML_DATA_ROOT LANGDML_STORAGE="$LANGDML_SHARED/ray"' in text
+    assert 'export MLFLOW_TRACKING_URI="http://$head_ip:$mlflow_port"' in text
+    sweep = next(c for c in commands if c.startswith("python -u "))
+    assert sweep == 'python -u "$sweep" --address "$RAY_ADDRESS" --results "$results" "$@" &'
+    assert text.index("ray start --head") < text.index("mlflow server") < text.index("python -u ")
+    assert "trap cleanup EXIT" in text and text.index("trap cleanup EXIT") < text.index("ray start --head")
+    cleanup = SBATCH.read_text().split("cleanup() {", 1)[1].split("\n}\n", 1)[0]
+    assert 'kill -TERM "${ray_pids[$i]}"' in cleanup and 'kill -TERM -- "-$mlflow_pid"' in cleanup
+    assert "ray stop" not in SBATCH.read_text()  # it would stop every Ray of the user on the node
+
+
+def test_readme_documents_the_slurm_path_and_where_each_database_lives():
+    text = README.read_text()
+    for needle in (
+        "sbatch cluster/slurm/sweep.sbatch sweeps/table1.py",
+        "cluster/slurm/local_slurm_test.sh",
+        "## Where the tracking database lives",
+        "$LANGDML_SHARED/mlflow/mlflow.db",
+        "$LANGDML_BUCKET/mlflow-db/mlflow.db",
+        "postgresql://",
+        "cluster/postgres_test.sh",
+    ):
+        assert needle in text, needle
+
+
+# ---- the head's MLflow database and the bucket (AWS path) ---------------------------------------------------
+def head_env(tmp_path, **extra) -> dict[str, str]:
+    """The environment of a head whose bucket is a local folder (as cluster/local-env.sh sets it)."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "LANGDML_BUCKET": str(tmp_path / "bucket"),
+        "LANGDML_MLFLOW_DIR": str(tmp_path / "head"),
+        **extra,
+    }
+    env.pop("LANGDML_MLFLOW_BACKEND", None)
+    return env
+
+
+def mlflow_db(env, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(CLUSTER / "mlflow_db.sh"), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_heads_mlflow_database_is_backed_up_to_the_bucket_and_restored_on_a_new_head(tmp_path):
+    import sqlite3
+
+    env = head_env(tmp_path)
+    assert "none in the bucket yet" in mlflow_db(env, "restore").stdout  # first `ray up`: a new database
+    assert "nothing to back up" in mlflow_db(env, "backup").stdout
+    head = tmp_path / "head"
+    head.mkdir()
+    with sqlite3.connect(head / "mlflow.db") as db:
+        db.execute("CREATE TABLE runs (id TEXT)")
+        db.executemany("INSERT INTO runs VALUES (?)", [("a",), ("b",)])
+    done = mlflow_db(env, "backup")
+    assert done.returncode == 0 and "backed up" in done.stdout, done.stderr
+    copy = tmp_path / "bucket" / "mlflow-db" / "mlflow.db"
+    assert copy.is_file() and not list(copy.parent.glob("*.partial"))
+
+    shutil.rmtree(head)  # `ray down`: the head's disk is gone; `ray up`: a fresh head
+    done = mlflow_db(env, "restore")
+    assert done.returncode == 0 and "restored" in done.stdout, done.stderr
+    with sqlite3.connect(head / "mlflow.db") as db:
+        assert sorted(row[0] for row in db.execute("SELECT id FROM runs")) == ["a", "b"]
+    with sqlite3.connect(head / "mlflow.db") as db:  # a head that has a database keeps it
+        db.execute("INSERT INTO runs VALUES ('c')")
+    assert "kept" in mlflow_db(env, "restore").stdout
+    with sqlite3.connect(head / "mlflow.db") as db:
+        assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 3
+
+    outside = mlflow_db({**env, "LANGDML_MLFLOW_BACKEND": "postgresql://u:secret@db/langdml"}, "backup")
+    assert "outside the cluster" in outside.stdout and "secret" not in outside.stdout
+
+
+def test_ray_stop_on_the_head_backs_the_database_up_first(tmp_path):
+    """`ray down` runs `ray stop` on the head through ~/.bashrc; head-env.sh's hook backs up, then stops."""
+    import sqlite3
+
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    calls = tmp_path / "ray-calls"
+    (stub / "ray").write_text(f'#!/bin/sh\necho "ray $*" >> {calls}\n')  # never the real `ray stop` here
+    (stub / "ray").chmod(0o755)
+    env = head_env(tmp_path)
+    env["PATH"] = f"{stub}{os.pathsep}{env['PATH']}"
+    (tmp_path / "head").mkdir()
+    with sqlite3.connect(tmp_path / "head" / "mlflow.db") as db:
+        db.execute("CREATE TABLE runs (id TEXT)")
+    script = f"source {CLUSTER / 'head-env.sh'}; ray status; ray stop"
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert calls.read_text() == "ray status\nray stop\n"
+    assert done.stdout.count("backed up") == 1  # by `ray stop` only
+    assert (tmp_path / "bucket" / "mlflow-db" / "mlflow.db").is_file()
 
 
 # ---- the fake multi-node GPU cluster (slow) ---------------------------------------------------------------
@@ -375,3 +559,114 @@ def test_fake_gpu_cluster_autoscales_a_submitted_sweep_onto_gpu_workers(tmp_path
         left = stop_cluster(head, temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert not left, f"processes still running after the head stopped: {left}"
+
+
+# ---- the sweep's record outlives the cluster (slow) --------------------------------------------------------
+def stop_head(head: Path) -> None:
+    """What the head's end does to mlflow_server.sh's processes: its server and backup loop (process groups)."""
+    for name in ("server", "backup"):
+        pidfile = head / f"{name}.pid"
+        if not pidfile.is_file():
+            continue
+        group = int(pidfile.read_text())
+        pidfile.unlink()
+        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):  # MLflow's job workers take a while
+            try:
+                os.killpg(group, sig)
+                deadline = time.monotonic() + wait
+                while time.monotonic() < deadline:
+                    os.killpg(group, 0)
+                    time.sleep(0.5)
+            except ProcessLookupError:
+                break
+
+
+@pytest.mark.slow
+def test_a_sweeps_record_outlives_tearing_the_head_down_and_bringing_it_up_again(tmp_path):
+    """The AWS path on this machine (a folder as the bucket): the head's MLflow server as mlflow_server.sh
+    starts it, a sweep logging through it, `ray down` (the head-env.sh hook backs the database up, the server
+    stops, the head's disk is deleted), `ray up` on a fresh head (restored from the bucket), and `langdml
+    report` from the new head's MLflow: every trial FINISHED, every epoch there."""
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    env = head_env(
+        tmp_path,
+        LANGDML_MLFLOW_HOST="127.0.0.1",
+        LANGDML_MLFLOW_PORT=str(port),
+        LANGDML_MLFLOW_BACKUP_MINUTES="60",
+        MLFLOW_TRACKING_URI=uri,
+        LANGDML_STORAGE=str(tmp_path / "bucket" / "ray"),
+        LANGDML_RAY_TEMP_DIR=f"/tmp/rb{secrets.token_hex(4)}",
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        RAY_DEDUP_LOGS="0",
+    )
+    env.pop("RAY_ADDRESS", None)
+    first, second = tmp_path / "head", tmp_path / "head-2"
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    (stub / "ray").write_text("#!/bin/sh\nexit 0\n")  # `ray stop` itself would stop every Ray of this user
+    (stub / "ray").chmod(0o755)
+
+    def up(head: Path) -> str:
+        done = subprocess.run(
+            [str(CLUSTER / "mlflow_server.sh")],
+            env={**env, "LANGDML_MLFLOW_DIR": str(head)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    try:
+        assert "none in the bucket yet" in up(first)
+        sweep = subprocess.run(
+            [sys.executable, str(TINY), "--results", str(tmp_path / "results")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
+        down = subprocess.run(  # `ray down`: `ray stop` on the head through its shell
+            ["bash", "-c", f"source {CLUSTER / 'head-env.sh'}; ray stop"],
+            env={**env, "PATH": f"{stub}{os.pathsep}{env['PATH']}", "LANGDML_MLFLOW_DIR": str(first)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert down.returncode == 0 and "backed up" in down.stdout, down.stdout + down.stderr
+    finally:
+        stop_head(first)
+        for pid in pids_using(env["LANGDML_RAY_TEMP_DIR"]):  # the embedded Ray's leftovers, if any
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(env["LANGDML_RAY_TEMP_DIR"], ignore_errors=True)
+    shutil.rmtree(first)  # the head and its disk are gone
+    shutil.rmtree(tmp_path / "results")  # and so are the driver's reports
+
+    try:
+        assert "restored" in up(second)
+        check = subprocess.run(
+            [
+                sys.executable,
+                str(CHECK_TRACKING),
+                uri,
+                "--sweep",
+                str(TINY),
+                "--results",
+                str(tmp_path / "report"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        stop_head(second)
+    print(check.stdout)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.count("MLflow FINISHED, epochs [1, 2]; report TERMINATED, 2 epochs") == 4
+    assert (tmp_path / "report" / "tiny" / "table.md").is_file()
