@@ -42,10 +42,10 @@ def check_sweep(uri: str, args: argparse.Namespace) -> list[str]:
     import pandas as pd
     from mlflow import MlflowClient
 
-    from langdml_core.sweep import load_sweep
+    from langdml_core.runner.sweep_file import load_sweep
 
     sweep = load_sweep(args.sweep, overrides=args.set, seeds=args.seeds, smoke=args.smoke)
-    report = [sys.executable, "-m", "langdml_core.cli", "report", str(args.sweep), "--tracking-uri", uri]
+    report = [sys.executable, "-m", "langdml_core.runner.cli", "report", str(args.sweep), "--tracking-uri", uri]
     report += ["--results", str(args.results)]
     done = subprocess.run(report, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _path()})
     if done.returncode:
