@@ -8,7 +8,15 @@ import torch
 from sklearn.metrics import normalized_mutual_info_score
 
 from langdml_core import evaluate
-from langdml_core.evaluate import kmeans_torch, knn, resolve_options, retrieval_metrics
+from langdml_core.evaluate import (
+    kmeans_torch,
+    knn,
+    knn_metrics_exact,
+    knn_metrics_faiss,
+    ranks,
+    resolve_options,
+    retrieval_metrics,
+)
 
 
 def naive_recall(emb, labels, ks):
@@ -106,7 +114,7 @@ def test_ties_are_broken_by_lower_index():
 def test_all_knn_metrics_match_naive_reference(seed, engine):
     emb, labels = tie_heavy(seed)
     expected, excluded = naive_metrics(emb, labels)
-    got, k = evaluate._knn_metrics_exact(
+    got, k = knn_metrics_exact(
         torch.from_numpy(emb), torch.from_numpy(labels), chunk_size=11, engine=engine, **exact_kwargs(1000)
     )
     assert k == len(labels) - 1  # k = max(1000, largest class) capped by N - 1
@@ -128,9 +136,9 @@ def test_small_cutoff_uses_sampled_thresholds_and_stays_exact(seed, engine):
     labels = rng.integers(0, 30, size=420)
     labels[7] = 999
     cutoff = 10
-    assert evaluate._Columns(420, max(cutoff, np.bincount(labels).max()), "cpu").sample < 420
+    assert ranks.Columns(420, max(cutoff, np.bincount(labels).max()), "cpu").sample < 420
     expected, _ = naive_metrics(emb, labels, cutoff=cutoff)
-    got, _ = evaluate._knn_metrics_exact(
+    got, _ = knn_metrics_exact(
         torch.from_numpy(emb), torch.from_numpy(labels), chunk_size=64, engine=engine, **exact_kwargs(cutoff)
     )
     expected[f"map_at_{cutoff}"] = expected.pop("map_at_cut")
@@ -142,10 +150,10 @@ def test_small_cutoff_uses_sampled_thresholds_and_stays_exact(seed, engine):
 def test_threshold_fallback_when_the_sample_overshoots(monkeypatch, engine):
     """Rows whose sampled threshold leaves fewer than k candidates are redone with the exact k-th value."""
     emb, labels = tie_heavy(5, n=80)
-    monkeypatch.setattr(evaluate, "_threshold_np", lambda sims, cols: sims.max(axis=1))
-    monkeypatch.setattr(evaluate, "_threshold_torch", lambda sims, cols: sims.amax(dim=1))
+    monkeypatch.setattr(ranks, "threshold_np", lambda sims, cols: sims.max(axis=1))
+    monkeypatch.setattr(ranks, "threshold_torch", lambda sims, cols: sims.amax(dim=1))
     expected, _ = naive_metrics(emb, labels, cutoff=9)
-    got, _ = evaluate._knn_metrics_exact(
+    got, _ = knn_metrics_exact(
         torch.from_numpy(emb), torch.from_numpy(labels), chunk_size=13, engine=engine, **exact_kwargs(9)
     )
     expected["map_at_9"] = expected.pop("map_at_cut")
@@ -161,7 +169,7 @@ def test_large_class_uses_sorted_ranks(engine):
     emb[:80] = 4 + rng.integers(-1, 2, size=(80, 5))  # a tight class: its queries rank ~79 of its items
     labels = np.concatenate([np.zeros(80, dtype=np.int64), rng.integers(1, 12, size=80)])
     expected, _ = naive_metrics(emb, labels, cutoff=50)
-    got, k = evaluate._knn_metrics_exact(
+    got, k = knn_metrics_exact(
         torch.from_numpy(emb), torch.from_numpy(labels), chunk_size=17, engine=engine, **exact_kwargs(50)
     )
     assert k == 80  # the largest class
@@ -186,7 +194,7 @@ def test_negative_zero_ties_with_positive_zero():
     emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [0.0, 1.0]])
     # query 0: items 1, 2, 3 all have similarity 0 (one of them -0.0 * ...): order by index
     assert knn(emb, 3).tolist()[0] == [1, 2, 3]
-    keys = evaluate._keys_np(np.array([0.0, -0.0], dtype=np.float32), np.array([5, 5]))
+    keys = ranks.keys_np(np.array([0.0, -0.0], dtype=np.float32), np.array([5, 5]))
     assert keys[0] == keys[1]
 
 
@@ -254,9 +262,7 @@ def test_faiss_knn_backend_is_exact_with_ties(seed):
     pytest.importorskip("faiss")
     emb, labels = tie_heavy(seed, n=70)
     expected, _ = naive_metrics(emb, labels, cutoff=12)
-    got, k = evaluate._knn_metrics_faiss(
-        torch.from_numpy(emb), torch.from_numpy(labels), (1, 2, 4, 8), 12, 16
-    )
+    got, k = knn_metrics_faiss(torch.from_numpy(emb), torch.from_numpy(labels), (1, 2, 4, 8), 12, 16)
     assert k == max(12, np.bincount(labels).max())
     expected["map_at_12"] = expected.pop("map_at_cut")
     for key, value in expected.items():
@@ -289,9 +295,7 @@ def test_faiss_backend_stays_exact_whatever_the_order_among_ties(monkeypatch):
     emb = rng.integers(0, 2, size=(90, 2)).astype(np.float32)  # similarities 0, 1 or 2: ties everywhere
     labels = rng.integers(0, 9, size=90)
     expected, _ = naive_metrics(emb, labels, cutoff=10)
-    got, _ = evaluate._knn_metrics_faiss(
-        torch.from_numpy(emb), torch.from_numpy(labels), (1, 2, 4, 8), 10, 32
-    )
+    got, _ = knn_metrics_faiss(torch.from_numpy(emb), torch.from_numpy(labels), (1, 2, 4, 8), 10, 32)
     expected["map_at_10"] = expected.pop("map_at_cut")
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-12), key
@@ -387,16 +391,16 @@ def test_inputs_numpy_or_torch_and_labels_int64():
 def test_chunk_bounds_similarity_memory(monkeypatch, engine):
     """No similarity block larger than chunk x N is ever computed."""
     shapes = []
-    for name in ("_candidates_np", "_candidates_torch"):
-        original = getattr(evaluate, name)
+    for name in ("candidates_np", "candidates_torch"):
+        original = getattr(ranks, name)
 
         def spy(sims, *args, _original=original, **kwargs):
             shapes.append(tuple(sims.shape))
             return _original(sims, *args, **kwargs)
 
-        monkeypatch.setattr(evaluate, name, spy)
+        monkeypatch.setattr(ranks, name, spy)
     emb, labels = tie_heavy(2, n=50)
-    evaluate._knn_metrics_exact(
+    knn_metrics_exact(
         torch.from_numpy(emb), torch.from_numpy(labels), chunk_size=8, engine=engine, **exact_kwargs(1000)
     )
     assert sorted(shapes) == sorted([(8, 50)] * 6 + [(2, 50)])
@@ -457,3 +461,29 @@ def test_nmi_clusters_k_follows_the_option():
     assert evaluate.nmi_clusters_k("train", 98, 50) == 50  # k-means needs k <= N
     with pytest.raises(ValueError, match="'test' or 'train'"):
         evaluate.nmi_clusters_k("val", 98, 8131)
+
+
+# ---- the package's boundary -------------------------------------------------------------------------------
+
+
+def test_public_names_resolve_and_nothing_outside_imports_a_private_one():
+    import ast
+    from pathlib import Path
+
+    assert all(hasattr(evaluate, name) for name in evaluate.__all__)
+    assert not [name for name in evaluate.__all__ if name.startswith("_")]
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for path in [*(root / "langdml_core").rglob("*.py"), *(root / "tests").rglob("*.py")]:
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith("langdml_core/evaluate/"):
+            continue
+        if relative.startswith("langdml_core/bench"):  # until bench imports the public names (issue 14)
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("langdml_core.evaluate"):
+                offenders += [f"{relative}: {a.name}" for a in node.names if a.name.startswith("_")]
+            private = isinstance(node, ast.Attribute) and node.attr.startswith("_") and node.attr[1] != "_"
+            if private and isinstance(node.value, ast.Name) and node.value.id in ("evaluate", "ranks"):
+                offenders.append(f"{relative}: {node.value.id}.{node.attr}")
+    assert offenders == []
