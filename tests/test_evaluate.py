@@ -1,14 +1,21 @@
-"""Evaluation engine: every metric against slow, obviously-correct references (method.md section 8)."""
+"""Evaluation engine: every metric against slow, obviously-correct references (method.md section 8).
+
+Inputs are made on LANGDML_TEST_DEVICE in LANGDML_TEST_DTYPE (the engine computes in float32 whatever
+it is given; the data here are small integers or dyadic fractions, exact in either). The "numpy" engine
+and the numpy matrix products run on CPU only, so those cases keep CPU tensors.
+"""
 
 import math
 
 import numpy as np
 import pytest
 import torch
+from conftest import TEST_DEVICE, TEST_DTYPE
 from sklearn.metrics import normalized_mutual_info_score
 
 from langdml_core import evaluate
 from langdml_core.evaluate import (
+    as_inputs,
     kmeans_torch,
     knn,
     knn_metrics_exact,
@@ -80,6 +87,18 @@ def exact_kwargs(cutoff):
     return {"ks": (1, 2, 4, 8), "cutoff": cutoff, "gemm": "auto"}
 
 
+def tensors(emb, labels, engine="torch"):
+    """(embeddings, labels) as tensors on the test device in the test dtype; on CPU for the numpy engine."""
+    device = TEST_DEVICE if engine == "torch" else torch.device("cpu")
+    emb = torch.as_tensor(np.asarray(emb), device=device).to(TEST_DTYPE)
+    return emb, torch.as_tensor(np.asarray(labels), device=device)
+
+
+def engine_inputs(emb, labels, engine="torch"):
+    """:func:`tensors` checked as the engine takes them (float32, contiguous), as retrieval_metrics does."""
+    return as_inputs(*tensors(emb, labels, engine), None)
+
+
 # ---------------------------------------------------------------------------------------------- recall
 
 
@@ -88,21 +107,20 @@ def test_recall_matches_naive_reference_with_ties_duplicates_and_singletons(seed
     emb, labels = tie_heavy(seed, n=40)
     ks = (1, 2, 4, 8)
     expected, excluded = naive_recall(emb, labels, ks)
-    got = retrieval_metrics(emb, labels, ks=ks, chunk_size=7, nmi=False)
+    got = retrieval_metrics(*tensors(emb, labels), ks=ks, chunk_size=7, nmi=False)
     assert got["excluded_queries"] == excluded >= 1
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-12), key
 
 
 def test_duplicate_of_the_query_counts_as_a_neighbour():
-    emb = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
-    labels = torch.tensor([0, 0, 1, 1])
+    emb, labels = tensors([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], [0, 0, 1, 1])
     assert retrieval_metrics(emb, labels, ks=(1,), nmi=False)["recall_at_1"] == 1.0
     assert knn(emb, 1).flatten().tolist() == [1, 0, 3, 2]
 
 
-def test_ties_are_broken_by_lower_index():
-    emb = torch.ones(5, 3)
+def test_ties_are_broken_by_lower_index(device, dtype):
+    emb = torch.ones(5, 3, device=device, dtype=dtype)
     assert knn(emb, 4).tolist()[2] == [0, 1, 3, 4]
 
 
@@ -115,13 +133,13 @@ def test_all_knn_metrics_match_naive_reference(seed, engine):
     emb, labels = tie_heavy(seed)
     expected, excluded = naive_metrics(emb, labels)
     got, k = knn_metrics_exact(
-        torch.from_numpy(emb), torch.from_numpy(labels), chunk_size=11, engine=engine, **exact_kwargs(1000)
+        *engine_inputs(emb, labels, engine), chunk_size=11, engine=engine, **exact_kwargs(1000)
     )
     assert k == len(labels) - 1  # k = max(1000, largest class) capped by N - 1
     expected["map_at_1000"] = expected.pop("map_at_cut")
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-12), key
-    public = retrieval_metrics(emb, labels, nmi=False)
+    public = retrieval_metrics(*tensors(emb, labels), nmi=False)
     assert public["excluded_queries"] == excluded
     assert all(public[key] == pytest.approx(value, abs=1e-12) for key, value in expected.items())
 
@@ -139,7 +157,7 @@ def test_small_cutoff_uses_sampled_thresholds_and_stays_exact(seed, engine):
     assert ranks.Columns(420, max(cutoff, np.bincount(labels).max()), "cpu").sample < 420
     expected, _ = naive_metrics(emb, labels, cutoff=cutoff)
     got, _ = knn_metrics_exact(
-        torch.from_numpy(emb), torch.from_numpy(labels), chunk_size=64, engine=engine, **exact_kwargs(cutoff)
+        *engine_inputs(emb, labels, engine), chunk_size=64, engine=engine, **exact_kwargs(cutoff)
     )
     expected[f"map_at_{cutoff}"] = expected.pop("map_at_cut")
     for key, value in expected.items():
@@ -154,7 +172,7 @@ def test_threshold_fallback_when_the_sample_overshoots(monkeypatch, engine):
     monkeypatch.setattr(ranks, "threshold_torch", lambda sims, cols: sims.amax(dim=1))
     expected, _ = naive_metrics(emb, labels, cutoff=9)
     got, _ = knn_metrics_exact(
-        torch.from_numpy(emb), torch.from_numpy(labels), chunk_size=13, engine=engine, **exact_kwargs(9)
+        *engine_inputs(emb, labels, engine), chunk_size=13, engine=engine, **exact_kwargs(9)
     )
     expected["map_at_9"] = expected.pop("map_at_cut")
     for key, value in expected.items():
@@ -170,7 +188,7 @@ def test_large_class_uses_sorted_ranks(engine):
     labels = np.concatenate([np.zeros(80, dtype=np.int64), rng.integers(1, 12, size=80)])
     expected, _ = naive_metrics(emb, labels, cutoff=50)
     got, k = knn_metrics_exact(
-        torch.from_numpy(emb), torch.from_numpy(labels), chunk_size=17, engine=engine, **exact_kwargs(50)
+        *engine_inputs(emb, labels, engine), chunk_size=17, engine=engine, **exact_kwargs(50)
     )
     assert k == 80  # the largest class
     expected["map_at_50"] = expected.pop("map_at_cut")
@@ -187,11 +205,11 @@ def test_knn_indices_match_a_full_stable_ranking(seed, engine):
         expected = [
             sorted((j for j in range(50) if j != q), key=lambda j: (-sims[q, j], j))[:k] for q in range(50)
         ]
-        assert knn(emb, k, chunk_size=9, engine=engine).tolist() == expected
+        assert knn(tensors(emb, [], engine)[0], k, chunk_size=9, engine=engine).tolist() == expected
 
 
 def test_negative_zero_ties_with_positive_zero():
-    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [0.0, 1.0]])
+    emb, _ = tensors([[1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [0.0, 1.0]], [])
     # query 0: items 1, 2, 3 all have similarity 0 (one of them -0.0 * ...): order by index
     assert knn(emb, 3).tolist()[0] == [1, 2, 3]
     keys = ranks.keys_np(np.array([0.0, -0.0], dtype=np.float32), np.array([5, 5]))
@@ -210,7 +228,7 @@ def test_map_at_1000_hand_worked_example():
     """
     emb = np.array([[5.0], [4.0], [3.0], [2.0], [1.0]], dtype=np.float32)
     labels = np.array([0, 1, 0, 1, 0])
-    got = retrieval_metrics(emb, labels, ks=(1, 2, 4), nmi=False)
+    got = retrieval_metrics(*tensors(emb, labels), ks=(1, 2, 4), nmi=False)
     assert got["map_at_1000"] == pytest.approx(13 / 36, abs=1e-12)
     assert got["map_at_r"] == pytest.approx(1 / 4, abs=1e-12)
     assert got["r_precision"] == pytest.approx(0.3, abs=1e-12)
@@ -220,7 +238,7 @@ def test_map_at_1000_hand_worked_example():
 def test_perfect_retrieval_scores_r_over_r_plus_one_on_map_at_1000():
     emb = np.repeat(np.eye(3, dtype=np.float32), 4, axis=0)  # three classes of 4 identical vectors
     labels = np.repeat(np.arange(3), 4)
-    got = retrieval_metrics(emb, labels, nmi=False)
+    got = retrieval_metrics(*tensors(emb, labels), nmi=False)
     assert got["map_at_r"] == got["r_precision"] == got["recall_at_1"] == 1.0
     assert got["map_at_1000"] == pytest.approx(3 / 4, abs=1e-12)
 
@@ -247,7 +265,7 @@ def test_agrees_with_pytorch_metric_learning_on_tie_free_data(seed):
         knn_func=CustomKNN(DotProductSimilarity()),
     )
     theirs = calc.get_accuracy(torch.from_numpy(emb), torch.from_numpy(labels))
-    ours = retrieval_metrics(emb, labels, nmi=False)
+    ours = retrieval_metrics(emb, labels, nmi=False, device=TEST_DEVICE)
     assert ours["excluded_queries"] == 3
     assert ours["recall_at_1"] == pytest.approx(theirs["precision_at_1"], abs=1e-6)
     assert ours["r_precision"] == pytest.approx(theirs["r_precision"], abs=1e-6)
@@ -262,12 +280,12 @@ def test_faiss_knn_backend_is_exact_with_ties(seed):
     pytest.importorskip("faiss")
     emb, labels = tie_heavy(seed, n=70)
     expected, _ = naive_metrics(emb, labels, cutoff=12)
-    got, k = knn_metrics_faiss(torch.from_numpy(emb), torch.from_numpy(labels), (1, 2, 4, 8), 12, 16)
+    got, k = knn_metrics_faiss(*engine_inputs(emb, labels), (1, 2, 4, 8), 12, 16)
     assert k == max(12, np.bincount(labels).max())
     expected["map_at_12"] = expected.pop("map_at_cut")
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-12), key
-    public = retrieval_metrics(emb, labels, nmi=False, knn_backend="faiss")
+    public = retrieval_metrics(*tensors(emb, labels), nmi=False, knn_backend="faiss")
     assert public["map_at_r"] == pytest.approx(naive_metrics(emb, labels)[0]["map_at_r"], abs=1e-12)
 
 
@@ -295,7 +313,7 @@ def test_faiss_backend_stays_exact_whatever_the_order_among_ties(monkeypatch):
     emb = rng.integers(0, 2, size=(90, 2)).astype(np.float32)  # similarities 0, 1 or 2: ties everywhere
     labels = rng.integers(0, 9, size=90)
     expected, _ = naive_metrics(emb, labels, cutoff=10)
-    got, _ = knn_metrics_faiss(torch.from_numpy(emb), torch.from_numpy(labels), (1, 2, 4, 8), 10, 32)
+    got, _ = knn_metrics_faiss(*engine_inputs(emb, labels), (1, 2, 4, 8), 10, 32)
     expected["map_at_10"] = expected.pop("map_at_cut")
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-12), key
@@ -327,13 +345,13 @@ def test_torch_kmeans_matches_naive_lloyd(seed):
     rng = np.random.default_rng(seed)
     x = (rng.normal(size=(5, 3)) * 4)[rng.integers(0, 5, size=40)] + rng.normal(size=(40, 3))
     x = x.astype(np.float32)
-    for gemm in ("numpy", "torch"):
-        result = kmeans_torch(torch.from_numpy(x), 6, iterations=12, seed=seed, gemm=gemm)
+    for gemm in ("numpy", "torch"):  # numpy: numpy's BLAS on CPU (torch off CPU)
+        result = kmeans_torch(tensors(x, [])[0], 6, iterations=12, seed=seed, gemm=gemm)
         expected, expected_centroids = naive_kmeans(x, 6, 12, seed)
         assert result.assignment.tolist() == expected.tolist()
-        np.testing.assert_allclose(result.centroids.numpy(), expected_centroids, atol=1e-5)
+        np.testing.assert_allclose(result.centroids.cpu().numpy(), expected_centroids, atol=1e-5)
         assert result.iterations < 12  # it reached a fixed point and stopped there
-    short = kmeans_torch(torch.from_numpy(x), 6, iterations=1, seed=seed)
+    short = kmeans_torch(tensors(x, [])[0], 6, iterations=1, seed=seed)
     assert short.iterations == 1
     assert short.assignment.tolist() == naive_kmeans(x, 6, 1, seed)[0].tolist()
 
@@ -343,12 +361,12 @@ def test_nmi_options_are_recorded_and_used():
     labels = np.repeat(np.arange(6), 10)
     emb = (rng.normal(size=(6, 8)) * 3)[labels] + rng.normal(size=(60, 8))
     emb = emb.astype(np.float32)
-    got = retrieval_metrics(emb, labels, nmi_backend="torch", nmi_seed=3, nmi_iterations=5)
+    got = retrieval_metrics(*tensors(emb, labels), nmi_backend="torch", nmi_seed=3, nmi_iterations=5)
     assert (got["nmi_k"], got["nmi_iterations"], got["nmi_seed"], got["nmi_faiss"]) == (6, 5, 3, 0)
     assert 1 <= got["nmi_iterations_run"] <= 5
-    assignment = kmeans_torch(torch.from_numpy(emb), 6, iterations=5, seed=3).assignment
+    assignment = kmeans_torch(tensors(emb, [])[0], 6, iterations=5, seed=3).assignment.cpu()
     assert got["nmi"] == pytest.approx(normalized_mutual_info_score(labels, assignment.numpy()), abs=1e-12)
-    other = retrieval_metrics(emb, labels, nmi_backend="torch", nmi_k=12)
+    other = retrieval_metrics(*tensors(emb, labels), nmi_backend="torch", nmi_k=12)
     assert other["nmi_k"] == 12 and other["nmi"] != got["nmi"]
     assert all(isinstance(value, (int, float)) for value in got.values())  # train.py logs numbers
     options = resolve_options(labels, nmi_k=12, nmi_backend="torch")
@@ -367,7 +385,7 @@ def test_faiss_kmeans_reproduces_pytorch_metric_learning_nmi():
     theirs = AccuracyCalculator(include=("NMI",), device=torch.device("cpu")).get_accuracy(
         torch.from_numpy(emb), torch.from_numpy(labels)
     )["NMI"]
-    ours = retrieval_metrics(emb, labels, nmi_backend="faiss", nmi_seed=1234)  # faiss's default seed
+    ours = retrieval_metrics(*tensors(emb, labels), nmi_backend="faiss", nmi_seed=1234)  # faiss's default
     assert ours["nmi_faiss"] == 1
     assert ours["nmi"] == pytest.approx(theirs, abs=1e-12)
 
@@ -378,7 +396,7 @@ def test_faiss_kmeans_reproduces_pytorch_metric_learning_nmi():
 def test_inputs_numpy_or_torch_and_labels_int64():
     emb, labels = tie_heavy(0, n=30)
     a = retrieval_metrics(emb, labels.astype(np.int32), nmi=False)
-    b = retrieval_metrics(torch.from_numpy(emb), torch.from_numpy(labels), nmi=False)
+    b = retrieval_metrics(*tensors(emb, labels), nmi=False)
     assert a == b
     assert all(math.isfinite(v) for v in a.values())
     with pytest.raises(TypeError):
@@ -400,15 +418,13 @@ def test_chunk_bounds_similarity_memory(monkeypatch, engine):
 
         monkeypatch.setattr(ranks, name, spy)
     emb, labels = tie_heavy(2, n=50)
-    knn_metrics_exact(
-        torch.from_numpy(emb), torch.from_numpy(labels), chunk_size=8, engine=engine, **exact_kwargs(1000)
-    )
+    knn_metrics_exact(*engine_inputs(emb, labels, engine), chunk_size=8, engine=engine, **exact_kwargs(1000))
     assert sorted(shapes) == sorted([(8, 50)] * 6 + [(2, 50)])
 
 
 def test_provenance_keys_are_returned_as_numbers():
     emb, labels = tie_heavy(1, n=40)
-    got = retrieval_metrics(emb, labels, nmi_backend="torch")
+    got = retrieval_metrics(*tensors(emb, labels), nmi_backend="torch")
     assert set(evaluate.PROVENANCE_KEYS) <= set(got)
     assert {"recall_at_1", "recall_at_2", "recall_at_4", "recall_at_8", "r_precision", "map_at_r"} <= set(got)
     assert {"map_at_1000", "nmi"} <= set(got)
@@ -434,25 +450,26 @@ def test_bench_eval_command_runs_small(capsys):
 # ---- eval.precision and eval.nmi_clusters --------------------------------------------------------------
 
 
-def test_embed_is_exact_fp32_by_default_and_bf16_only_when_asked():
+def test_embed_is_exact_fp32_by_default_and_bf16_only_when_asked(device):
     torch.manual_seed(0)
     model = torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 16)
-    )
+    ).to(device)
     images, labels = torch.randn(20, 3, 8, 8), torch.arange(20) % 4
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=7)
     with torch.no_grad():
-        reference = torch.cat([model(x) for x, _ in loader])
-    cpu = torch.device("cpu")
-    for precision in ("fp32", "auto"):  # auto: bf16 on CUDA only
-        emb, lab = evaluate.embed(model, loader, cpu, precision=precision)
+        reference = torch.cat([model(x.to(device)) for x, _ in loader]).cpu()
+    fp32 = ("fp32", "auto") if device.type == "cpu" else ("fp32",)  # auto: bf16 on CUDA
+    for precision in fp32:
+        emb, lab = evaluate.embed(model, loader, device, precision=precision)
         assert torch.equal(emb, reference) and torch.equal(lab, labels)
-    assert torch.equal(evaluate.embed(model, loader, cpu)[0], reference)  # fp32 is the default
-    bf16, _ = evaluate.embed(model, loader, cpu, precision="bf16")
-    assert bf16.dtype == torch.float32 and not torch.equal(bf16, reference)
-    torch.testing.assert_close(bf16, reference, rtol=0.05, atol=0.05)  # the same model, rounded
+    assert torch.equal(evaluate.embed(model, loader, device)[0], reference)  # fp32 is the default
+    for precision in ("bf16", "auto") if device.type == "cuda" else ("bf16",):
+        bf16, _ = evaluate.embed(model, loader, device, precision=precision)
+        assert bf16.dtype == torch.float32 and bf16.device.type == "cpu" and not torch.equal(bf16, reference)
+        torch.testing.assert_close(bf16, reference, rtol=0.05, atol=0.05)  # the same model, rounded
     with pytest.raises(ValueError, match="precision='fp16'"):
-        evaluate.embed(model, loader, cpu, precision="fp16")
+        evaluate.embed(model, loader, device, precision="fp16")
 
 
 def test_nmi_clusters_k_follows_the_option():
