@@ -322,6 +322,70 @@ def test_faiss_backend_stays_exact_whatever_the_order_among_ties(monkeypatch):
 # ---------------------------------------------------------------------------------------- k-means, NMI
 
 
+SCREENS = ("fp32", "bf16") if TEST_DEVICE.type == "cpu" else ("fp32",)
+
+
+def naive_nearest(x, centroids):
+    """Nearest centroid of each row from the definition: largest x.c - |c|^2 / 2 in float64 (exact for the
+    small-integer data below), ties to the lower index."""
+    x, c = np.asarray(x, dtype=np.float64), np.asarray(centroids, dtype=np.float64)
+    scores = [[float(np.dot(p, q)) - float(np.dot(q, q)) / 2 for q in c] for p in x]
+    return [min(range(len(c)), key=lambda j, row=row: (-row[j], j)) for row in scores]
+
+
+def screen_cases():
+    """(name, x, centroids): ties and duplicates, large and tiny norms, near ties, centroids that are
+    points (many near ties in bf16), and all-negative scores (the bf16 screen's exact fallback)."""
+    rng = np.random.default_rng(0)
+    ints = rng.integers(-2, 3, size=(120, 6)).astype(np.float32)
+    yield "integers, duplicate centroids", ints, np.concatenate([ints[:15], ints[:5]])
+    wide = rng.normal(size=(150, 16)).astype(np.float32)
+    yield "large norms", wide * 100, wide[rng.permutation(150)[:20]] * 100
+    yield "tiny norms", wide * 1e-3, wide[:25] * 1e-3
+    unit = wide / np.linalg.norm(wide, axis=1, keepdims=True)
+    yield "centroids are points, near ties", unit, np.concatenate([unit[:30], unit[:30] + 1e-4])
+    positive = np.abs(unit)
+    yield "all scores negative", positive, -positive[:12]
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+def test_screened_assignment_is_the_exact_nearest_centroid(screen):
+    from langdml_core.evaluate.screen import Assigner
+
+    for name, x, centroids in screen_cases():
+        expected = naive_nearest(x, centroids)
+        for rows, pipeline in ((7, False), (7, True), (4096, False)):
+            assign = Assigner(tensors(x, [])[0], screen, rows=rows, pipeline=pipeline)
+            got = assign(tensors(centroids, [])[0])
+            assert got.tolist() == expected, (name, rows, pipeline)
+            if screen == "bf16":  # near ties are scored exactly; so is every score of a row without one > 0
+                assert assign.exact_pairs > 0
+                if name == "all scores negative":
+                    assert assign.exact_pairs >= x.shape[0] * centroids.shape[0]
+
+
+def test_bf16_screen_error_stays_within_its_bound():
+    """The proven bound, without its safety factor, holds for every score near a row's best."""
+    from langdml_core.evaluate.screen import SAFETY, Assigner
+
+    rng = np.random.default_rng(1)
+    for scale in (1.0, 37.0):
+        x = rng.normal(size=(600, 48)).astype(np.float32)
+        x = x / np.linalg.norm(x, axis=1, keepdims=True) * scale
+        centroids = torch.from_numpy(
+            x[:200] + rng.normal(scale=0.3 * scale / 7, size=(200, 48)).astype(np.float32)
+        )
+        assign = Assigner(torch.from_numpy(x), "bf16")
+        c_aug = assign.prepare(centroids)
+        screened = torch.mm(assign.x_aug, c_aug.T).double().numpy()
+        c64 = centroids.double().numpy()
+        exact = x.astype(np.float64) @ c64.T - 0.5 * (c64 * c64).sum(1) + assign.offset
+        best = screened.max(axis=1)
+        bound = assign.bound(assign.x_norm.numpy(), best) / SAFETY
+        near = screened >= (best - 2 * SAFETY * bound)[:, None]
+        assert near.sum() > 600 and (np.abs(screened - exact) <= bound[:, None])[near].all()
+
+
 def naive_kmeans(x, k, iterations, seed):
     """Lloyd's k-means in float64 with the same initial points and empty-cluster rule as kmeans_torch."""
     x = np.asarray(x, dtype=np.float64)
@@ -345,8 +409,9 @@ def test_torch_kmeans_matches_naive_lloyd(seed):
     rng = np.random.default_rng(seed)
     x = (rng.normal(size=(5, 3)) * 4)[rng.integers(0, 5, size=40)] + rng.normal(size=(40, 3))
     x = x.astype(np.float32)
-    for gemm in ("numpy", "torch"):  # numpy: numpy's BLAS on CPU (torch off CPU)
-        result = kmeans_torch(tensors(x, [])[0], 6, iterations=12, seed=seed, gemm=gemm)
+    # gemm numpy: numpy's BLAS on CPU (torch off CPU); the bf16 screen runs on CPU only
+    for gemm, screen in [("numpy", "fp32"), ("torch", "fp32"), *([("auto", "bf16")] * bool(SCREENS[1:]))]:
+        result = kmeans_torch(tensors(x, [])[0], 6, iterations=12, seed=seed, gemm=gemm, screen=screen)
         expected, expected_centroids = naive_kmeans(x, 6, 12, seed)
         assert result.assignment.tolist() == expected.tolist()
         np.testing.assert_allclose(result.centroids.cpu().numpy(), expected_centroids, atol=1e-5)

@@ -14,10 +14,12 @@ import torch
 
 from langdml_core.evaluate.options import as_inputs, faiss_or_none, resolve_options
 from langdml_core.evaluate.products import blas_threads, full_fp32, map_products
+from langdml_core.evaluate.screen import Assigner
 
 
 def assign_nearest(x_aug: torch.Tensor, centroids: torch.Tensor, gemm: str) -> torch.Tensor:
-    """Nearest centroid (squared L2; ties: lower centroid index) of each row of x_aug = [x, 1]."""
+    """Nearest centroid by float32 scores (ties: lower centroid index) of each row of x_aug = [x, 1]: the
+    plain float32 argmax, one product and one pass (k-means uses the exact :class:`Assigner`)."""
     # argmax of x.c - |c|^2 / 2 = argmin of |x - c|^2 (|x|^2 is the same for every centroid)
     c_aug = torch.cat([centroids, -0.5 * (centroids * centroids).sum(1, keepdim=True)], dim=1).contiguous()
 
@@ -35,18 +37,37 @@ class KMeansResult(NamedTuple):
     iterations: int  # Lloyd iterations computed (fewer than asked when a fixed point came first)
 
 
+def lloyd_step(
+    assign: Assigner, x: torch.Tensor, centroids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Lloyd iteration: (each point's nearest centroid, the means of the new clusters). An empty
+    cluster keeps its centroid; the sums are accumulated in float64, in index order on CPU."""
+    assignment = assign(centroids)
+    k = centroids.shape[0]
+    sums = torch.zeros((k, x.shape[1]), dtype=torch.float64, device=x.device)
+    for start in range(0, x.shape[0], 8192):
+        sums.index_add_(0, assignment[start : start + 8192], x[start : start + 8192].double())
+    counts = torch.bincount(assignment, minlength=k)
+    filled = counts > 0
+    moved = centroids.clone()
+    moved[filled] = (sums[filled] / counts[filled, None]).to(centroids.dtype)
+    return assignment, moved
+
+
 @torch.no_grad()
 def kmeans_torch(
-    x: torch.Tensor, k: int, iterations: int = 20, seed: int = 0, *, gemm: str = "auto"
+    x: torch.Tensor, k: int, iterations: int = 20, seed: int = 0, *, gemm: str = "auto", screen: str = "auto"
 ) -> KMeansResult:
-    """Lloyd's k-means in torch (CPU or GPU; numpy's BLAS for the products on CPU).
+    """Lloyd's k-means in torch (CPU or GPU), every assignment exact (:mod:`~langdml_core.evaluate.screen`).
 
     Initial centroids: k distinct points drawn with ``torch.randperm`` seeded by ``seed`` (on CPU, so the
     draw is the same on every device). Each iteration assigns every point to its nearest centroid (squared
-    L2, ties to the lower centroid index) and moves each centroid to the mean of its points; an empty
+    L2, exact, ties to the lower centroid index) and moves each centroid to the mean of its points; an empty
     cluster keeps its centroid. An iteration that changes no assignment is a fixed point (the means, hence
     every later iteration, stay the same), so the loop stops there: the result equals running all
-    ``iterations``. The returned assignment is each point's nearest final centroid.
+    ``iterations``. The returned assignment is each point's nearest final centroid. ``screen`` ("auto",
+    "bf16", "fp32") only sets how the exact assignment is found (bf16 on CPUs with bf16 dot products);
+    ``gemm`` the float32 products on CPU (numpy's BLAS or torch).
     """
     x = x.float().contiguous()
     n = x.shape[0]
@@ -55,19 +76,15 @@ def kmeans_torch(
     generator = torch.Generator().manual_seed(int(seed))
     init = torch.randperm(n, generator=generator)[:k].to(x.device)
     centroids = x[init].clone()
-    x_aug = torch.cat([x, x.new_ones((n, 1))], dim=1)
+    assign = Assigner(x, screen, gemm)
     previous = None
     with blas_threads(), full_fp32():
         for done in range(int(iterations)):
-            assignment = assign_nearest(x_aug, centroids, gemm)
+            assignment, moved = lloyd_step(assign, x, centroids)
             if previous is not None and torch.equal(assignment, previous):
                 return KMeansResult(assignment, centroids, done + 1)  # a fixed point
-            sums = torch.zeros_like(centroids).index_add_(0, assignment, x)
-            counts = torch.bincount(assignment, minlength=k)
-            filled = counts > 0
-            centroids[filled] = sums[filled] / counts[filled, None].to(x.dtype)
-            previous = assignment
-        assignment = assign_nearest(x_aug, centroids, gemm)
+            centroids, previous = moved, assignment
+        assignment = assign(centroids)
     return KMeansResult(assignment, centroids, int(iterations))
 
 
