@@ -354,10 +354,10 @@ def test_screened_assignment_is_the_exact_nearest_centroid(screen):
 
     for name, x, centroids in screen_cases():
         expected = naive_nearest(x, centroids)
-        for rows, pipeline in ((7, False), (7, True), (4096, False)):
-            assign = Assigner(tensors(x, [])[0], screen, rows=rows, pipeline=pipeline)
+        for rows, layout in ((7, "sequential"), (7, "pipelined"), (7, "workers"), (4096, "sequential")):
+            assign = Assigner(tensors(x, [])[0], screen, rows=rows, layout=layout)
             got = assign(tensors(centroids, [])[0])
-            assert got.tolist() == expected, (name, rows, pipeline)
+            assert got.tolist() == expected, (name, rows, layout)
             if screen == "bf16":  # near ties are scored exactly; so is every score of a row without one > 0
                 assert assign.exact_pairs > 0
                 if name == "all scores negative":

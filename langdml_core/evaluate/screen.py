@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import functools
 import math
+import queue
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -78,12 +80,15 @@ class Assigner:
         screen: str = "auto",
         gemm: str = "auto",
         rows: int = 2048,
-        pipeline: bool = False,
+        layout: str = "sequential",
     ):
         self.x = x.float().contiguous()
         self.n, self.d = self.x.shape
         self.dtype = screen_dtype(self.x.device, screen)
-        self.gemm, self.rows, self.pipeline = gemm, rows, pipeline
+        if layout not in ("sequential", "pipelined", "workers"):
+            raise ValueError(f"layout={layout!r} must be 'sequential', 'pipelined' or 'workers'")
+        self.gemm, self.rows, self.layout = gemm, rows, layout
+        self._lock = threading.Lock()
         self.x_norm = self.x.double().norm(dim=1)
         self.x_max = float(self.x_norm.max()) if self.n else 0.0
         self.u = UNIT_ROUNDOFF[self.dtype]
@@ -144,32 +149,46 @@ class Assigner:
         return c_aug
 
     def _bf16(self, c_aug: torch.Tensor) -> torch.Tensor:
-        """Products in torch (its threads), each chunk's screen in numpy; with ``pipeline``, the screen of
-        a chunk runs in a second thread while the next chunk's product runs."""
+        """bf16 products in torch, each chunk's screen in numpy, in one of three layouts: "sequential"
+        (products on torch's threads, then the screen), "pipelined" (the screen of a chunk in a second
+        thread while the next chunk's product runs), "workers" (torch's thread count of workers, each a
+        single-threaded product and its screen, as the float32 products run)."""
         out = torch.empty(self.n, dtype=torch.int64)
         rows = min(self.rows, self.n)
-        buffers = [
-            torch.empty((rows, self.k), dtype=torch.bfloat16) for _ in range(2 if self.pipeline else 1)
-        ]
+        workers = {"sequential": 1, "pipelined": 2, "workers": torch.get_num_threads()}[self.layout]
+        buffers: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(workers):
+            buffers.put(torch.empty((rows, self.k), dtype=torch.bfloat16))
         chunks = [(s, min(s + self.rows, self.n)) for s in range(0, self.n, self.rows)]
 
-        def screen(i: int, start: int, stop: int) -> None:
-            keys = buffers[i % len(buffers)][: stop - start].view(torch.int16).numpy()
-            out[start:stop] = self._numpy_chunk(start, stop, keys)
+        def product(start: int, stop: int) -> torch.Tensor:
+            buffer = buffers.get()
+            torch.mm(self.x_aug[start:stop], c_aug.T, out=buffer[: stop - start])
+            return buffer
 
-        if not self.pipeline:
-            for i, (start, stop) in enumerate(chunks):
-                torch.mm(self.x_aug[start:stop], c_aug.T, out=buffers[0][: stop - start])
-                screen(i, start, stop)
-            return out
-        with ThreadPoolExecutor(1, thread_name_prefix="langdml-screen") as pool:
-            pending = None
-            for i, (start, stop) in enumerate(chunks):
-                torch.mm(self.x_aug[start:stop], c_aug.T, out=buffers[i % 2][: stop - start])
-                if pending is not None:
-                    pending.result()
-                pending = pool.submit(screen, i, start, stop)
-            pending.result()
+        def screen(start: int, stop: int, buffer: torch.Tensor) -> None:
+            try:
+                keys = buffer[: stop - start].view(torch.int16).numpy()
+                out[start:stop] = self._numpy_chunk(start, stop, keys)
+            finally:
+                buffers.put(buffer)
+
+        if self.layout == "sequential":
+            for start, stop in chunks:
+                screen(start, stop, product(start, stop))
+        elif self.layout == "pipelined":
+            with ThreadPoolExecutor(1, thread_name_prefix="langdml-screen") as pool:
+                done = [pool.submit(screen, start, stop, product(start, stop)) for start, stop in chunks]
+                for future in done:
+                    future.result()
+        else:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(workers, thread_name_prefix="langdml-screen") as pool:
+                    list(pool.map(lambda bounds: screen(*bounds, product(*bounds)), chunks))
+            finally:
+                torch.set_num_threads(threads)
         return out
 
     def _fp32_chunk(self, start: int, stop: int, scores: np.ndarray, _scratch) -> torch.Tensor:
@@ -232,7 +251,8 @@ class Assigner:
         centroids within its rounding (<= 1e-12 relative) of the best are scored as :meth:`_exact_best`
         scores (a blocked product may round equal columns differently)."""
         rows = rows.to(self.x.device)
-        self.exact_pairs += rows.numel() * self.k
+        with self._lock:
+            self.exact_pairs += rows.numel() * self.k
         pair_rows, pair_cols = [], []
         for s in range(0, rows.numel(), 256):
             part = rows[s : s + 256]
@@ -247,7 +267,8 @@ class Assigner:
     def _exact_best(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """For each distinct row (ascending), its candidate with the largest exact (float64) score, ties to
         the lower centroid index."""
-        self.exact_pairs += rows.numel()
+        with self._lock:
+            self.exact_pairs += rows.numel()
         device = self.c64.device
         rows, cols = rows.to(device), cols.to(device)
         scores = torch.empty(rows.numel(), dtype=torch.float64, device=device)

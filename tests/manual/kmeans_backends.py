@@ -6,7 +6,8 @@ torch's thread count (and faiss's OpenMP threads set to it):
 - faiss.Kmeans (every point, seed 1234), per iteration from its iteration_stats;
 - the plain float32 assignment (one product, argmax) with numpy's BLAS as single-threaded workers;
 - the exact screened assignment (langdml_core.evaluate.screen) with the float32 screen, and with the bf16
-  screen for several chunk sizes, sequential or pipelined (screen of a chunk beside the next product),
+  screen for several chunk sizes and thread layouts (sequential: products on torch's threads then the screen;
+  pipelined: the screen of a chunk beside the next product; workers: single-threaded product + screen each),
   on the initial centroids (k data points, the hardest case for the screen: many near ties) and on the
   centroids after 3 iterations;
 - then a whole kmeans_torch run (20 iterations) with the default layout, each iteration timed, and the
@@ -83,16 +84,20 @@ def main() -> None:
     later = init
     for _ in range(3):
         _, later = lloyd_step(assign, x, later)
-    layouts = [("fp32", 2048, False)]
+    layouts = [("fp32", 2048, "sequential")]
     if cpu_has_bf16_dot():
-        layouts += [("bf16", rows, pipe) for rows in (1024, 2048, 4096) for pipe in (False, True)]
-    for screen, rows, pipe in layouts:
+        layouts += [
+            ("bf16", rows, lay)
+            for rows in (1024, 2048, 4096)
+            for lay in ("sequential", "pipelined", "workers")
+        ]
+    for screen, rows, layout in layouts:
         for name, centroids in (("initial", init), ("after 3 it.", later)):
-            assign = Assigner(x, screen, rows=rows, pipeline=pipe)
+            assign = Assigner(x, screen, rows=rows, layout=layout)
             with blas_threads():
                 seconds, _ = timed(lambda a=assign, c=centroids: a(c))
             print(
-                f"exact assignment, {screen} screen, {rows} rows/chunk, {'pipelined' if pipe else 'sequential'}, "
+                f"exact assignment, {screen} screen, {rows} rows/chunk, {layout}, "
                 f"{name} centroids: {seconds:.2f} s ({assign.exact_pairs / n:.2f} exact pairs per point)"
             )
 
@@ -106,7 +111,7 @@ def main() -> None:
             per.append(seconds)
             pairs.append((assign.exact_pairs - before) / n)
     print(
-        f"kmeans_torch default layout ({assign.dtype} screen, {assign.rows} rows, pipeline {assign.pipeline}): "
+        f"kmeans_torch default layout ({assign.dtype} screen, {assign.rows} rows, {assign.layout}): "
         f"20 iterations {sum(per):.2f} s; per iteration {', '.join(f'{v:.2f}' for v in per)} s; exact pairs "
         f"per point {', '.join(f'{v:.2f}' for v in pairs)}"
     )
