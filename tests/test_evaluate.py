@@ -354,10 +354,14 @@ def test_screened_assignment_is_the_exact_nearest_centroid(screen):
 
     for name, x, centroids in screen_cases():
         expected = naive_nearest(x, centroids)
-        for rows, layout in ((7, "sequential"), (7, "pipelined"), (7, "workers"), (4096, "sequential")):
-            assign = Assigner(tensors(x, [])[0], screen, rows=rows, layout=layout)
+        layouts = [(7, "sequential", "auto"), (7, "pipelined", "auto"), (7, "workers", "auto")]
+        layouts += [(4096, "sequential", "auto"), (7, "sequential", "torch")]  # torch: as on GPU
+        for rows, layout, gemm in layouts:
+            if screen == "bf16" and gemm == "torch":
+                continue
+            assign = Assigner(tensors(x, [])[0], screen, gemm=gemm, rows=rows, layout=layout)
             got = assign(tensors(centroids, [])[0])
-            assert got.tolist() == expected, (name, rows, layout)
+            assert got.tolist() == expected, (name, rows, layout, gemm)
             if screen == "bf16":  # near ties are scored exactly; so is every score of a row without one > 0
                 assert assign.exact_pairs > 0
                 if name == "all scores negative":

@@ -72,7 +72,12 @@ def _bf16_up(value: float) -> float:
 
 
 class Assigner:
-    """Exact nearest centroid of each row of a fixed x (N, D) float32, for successive centroid sets."""
+    """Exact nearest centroid of each row of a fixed x (N, D) float32, for successive centroid sets.
+
+    ``screen``: see :func:`screen_dtype`. ``gemm`` (float32 screen): "auto"/"numpy" on CPU: numpy's BLAS as
+    single-threaded workers, the screen in numpy; "torch" (always off CPU): torch products and screen.
+    ``rows``: query rows per bf16 chunk; ``layout``: the bf16 thread layout (see :meth:`_bf16`).
+    """
 
     def __init__(
         self,
@@ -125,7 +130,7 @@ class Assigner:
         c_aug = self.prepare(centroids)
         if self.dtype == torch.bfloat16:
             return self._bf16(c_aug)
-        if self.x.device.type == "cpu":
+        if self.x.device.type == "cpu" and self.gemm != "torch":
             return torch.cat(map_products(self.x_aug, c_aug, self._fp32_chunk, None, self.gemm, "numpy"))
         return torch.cat(map_products(self.x_aug, c_aug, self._torch_chunk, None, "torch", "torch"))
 

@@ -103,17 +103,22 @@ def main() -> None:
 
     assign = Assigner(x)
     centroids = init
-    per, pairs = [], []
+    per, pairs, changed, moved = [], [], [], []
+    previous = None
     with blas_threads():
         for _ in range(20):
             before = assign.exact_pairs
-            seconds, (assignment, centroids) = timed(lambda c=centroids: lloyd_step(assign, x, c))
+            seconds, (assignment, new) = timed(lambda c=centroids: lloyd_step(assign, x, c))
             per.append(seconds)
             pairs.append((assign.exact_pairs - before) / n)
+            changed.append(n if previous is None else int((assignment != previous).sum()))
+            moved.append(int((new != centroids).any(dim=1).sum()))
+            previous, centroids = assignment, new
     print(
         f"kmeans_torch default layout ({assign.dtype} screen, {assign.rows} rows, {assign.layout}): "
         f"20 iterations {sum(per):.2f} s; per iteration {', '.join(f'{v:.2f}' for v in per)} s; exact pairs "
-        f"per point {', '.join(f'{v:.2f}' for v in pairs)}"
+        f"per point {', '.join(f'{v:.2f}' for v in pairs)}; points whose cluster changed "
+        f"{', '.join(map(str, changed))}; centroids moved {', '.join(map(str, moved))}"
     )
 
 
