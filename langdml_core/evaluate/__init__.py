@@ -25,7 +25,7 @@ names included.
 Modules: :mod:`.retrieval` (:func:`embed`, :func:`retrieval_metrics`), :mod:`.options` (inputs and
 options), :mod:`.engine` (the exact chunked kNN pass, the faiss alternative, :func:`knn`), :mod:`.ranks`
 (exact ranks from similarity rows), :mod:`.products` (chunked products and threads), :mod:`.kmeans`
-(k-means and NMI).
+(k-means and NMI), :mod:`.screen` (k-means' exact nearest-centroid assignment through a bf16 screen).
 """
 
 from langdml_core.evaluate.engine import knn, knn_metrics_exact, knn_metrics_faiss
@@ -35,6 +35,7 @@ from langdml_core.evaluate.kmeans import (
     compute_nmi,
     kmeans_faiss,
     kmeans_torch,
+    lloyd_step,
     nmi_score,
 )
 from langdml_core.evaluate.options import (
@@ -48,8 +49,10 @@ from langdml_core.evaluate.options import (
 )
 from langdml_core.evaluate.products import auto_chunk_rows, map_products
 from langdml_core.evaluate.retrieval import embed, retrieval_metrics
+from langdml_core.evaluate.screen import Assigner
 
 __all__ = [
+    "Assigner",
     "DEFAULT_OPTIONS",
     "KMeansResult",
     "MAP_CUTOFF",
@@ -65,6 +68,7 @@ __all__ = [
     "knn",
     "knn_metrics_exact",
     "knn_metrics_faiss",
+    "lloyd_step",
     "map_products",
     "nmi_clusters_k",
     "nmi_score",

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from langdml_core.evaluate.products import map_products
+from langdml_core.evaluate.products import full_fp32, map_products
 
 UNIT_ROUNDOFF = {torch.bfloat16: 2.0**-8, torch.float32: 2.0**-24}
 SAFETY = 1.25
@@ -132,7 +132,8 @@ class Assigner:
             return self._bf16(c_aug)
         if self.x.device.type == "cpu" and self.gemm != "torch":
             return torch.cat(map_products(self.x_aug, c_aug, self._fp32_chunk, None, self.gemm, "numpy"))
-        return torch.cat(map_products(self.x_aug, c_aug, self._torch_chunk, None, "torch", "torch"))
+        with full_fp32():  # the bound assumes float32 products (no TF32)
+            return torch.cat(map_products(self.x_aug, c_aug, self._torch_chunk, None, "torch", "torch"))
 
     def prepare(self, centroids: torch.Tensor) -> torch.Tensor:
         """Set the centroids' exact scores and bounds; return their side of the screening product."""
