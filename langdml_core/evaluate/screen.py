@@ -64,6 +64,16 @@ def screen_dtype(device: torch.device, screen: str) -> torch.dtype:
     return torch.bfloat16 if screen == "bf16" else torch.float32
 
 
+def sparse_nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.nonzero of a 2-D bool array with few True entries, row-major order, reading it 8 bytes at a time."""
+    flat = mask.reshape(-1)
+    whole = flat.size // 8 * 8
+    words = np.flatnonzero(flat[:whole].view(np.uint64))
+    index = (words[:, None] * 8 + np.arange(8)).reshape(-1)
+    index = np.concatenate([index[flat[index]], whole + np.flatnonzero(flat[whole:])])
+    return np.divmod(index, mask.shape[1])
+
+
 def _bf16_up(value: float) -> float:
     """The smallest bf16 value >= value (value > 0)."""
     exponent = math.floor(math.log2(value))
@@ -221,16 +231,18 @@ class Assigner:
             lowest = np.float32(-np.inf)
             fallback = np.empty(0, np.int64)
         keys[rows, best] = lowest
-        ambiguous = np.flatnonzero(keys.max(axis=1) >= cut)
+        ambiguous = keys.max(axis=1) >= cut
         result = torch.from_numpy(best.astype(np.int64))
         if fallback.size:
-            ambiguous = np.setdiff1d(ambiguous, fallback)
+            ambiguous[fallback] = False
             result[torch.from_numpy(fallback)] = self._exact_rows(torch.from_numpy(fallback + start))
-        if ambiguous.size:
-            r, cols = np.nonzero(keys[ambiguous] >= cut[ambiguous, None])
-            r = np.concatenate([r, np.arange(ambiguous.size)])
+        if ambiguous.any():
+            cut[~ambiguous] = np.iinfo(np.int16).max if bf16 else np.inf  # no candidates there
+            r, cols = sparse_nonzero(keys >= cut[:, None])
+            ambiguous = np.flatnonzero(ambiguous)
+            r = np.concatenate([r, ambiguous])
             cols = np.concatenate([cols, best[ambiguous]])
-            rows_t, cols_t = torch.from_numpy(ambiguous[r] + start), torch.from_numpy(cols.astype(np.int64))
+            rows_t, cols_t = torch.from_numpy(r + start), torch.from_numpy(cols.astype(np.int64))
             result[torch.from_numpy(ambiguous)] = self._exact_best(rows_t, cols_t)
         return result
 
@@ -278,9 +290,16 @@ class Assigner:
         device = self.c64.device
         rows, cols = rows.to(device), cols.to(device)
         scores = torch.empty(rows.numel(), dtype=torch.float64, device=device)
-        for s in range(0, rows.numel(), VERIFY_PAIRS):
-            r, c = rows[s : s + VERIFY_PAIRS], cols[s : s + VERIFY_PAIRS]
-            scores[s : s + VERIFY_PAIRS] = (self.x[r].double() * self.c64[c]).sum(1) - self.h64[c]
+        if device.type == "cpu":  # numpy: no product temporaries
+            x, c64, h64 = self.x.numpy(), self.c64.numpy(), self.h64.numpy()
+            rows_np, cols_np, out = rows.numpy(), cols.numpy(), scores.numpy()
+            for s in range(0, rows.numel(), VERIFY_PAIRS):
+                r, c = rows_np[s : s + VERIFY_PAIRS], cols_np[s : s + VERIFY_PAIRS]
+                out[s : s + VERIFY_PAIRS] = np.einsum("ij,ij->i", x[r].astype(np.float64), c64[c]) - h64[c]
+        else:
+            for s in range(0, rows.numel(), VERIFY_PAIRS):
+                r, c = rows[s : s + VERIFY_PAIRS], cols[s : s + VERIFY_PAIRS]
+                scores[s : s + VERIFY_PAIRS] = (self.x[r].double() * self.c64[c]).sum(1) - self.h64[c]
         _, inverse = torch.unique(rows, return_inverse=True)
         size = int(inverse.max()) + 1
         top = torch.full((size,), -torch.inf, dtype=torch.float64, device=device)
