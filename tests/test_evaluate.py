@@ -368,6 +368,17 @@ def test_screened_assignment_is_the_exact_nearest_centroid(screen):
                     assert assign.exact_pairs >= x.shape[0] * centroids.shape[0]
 
 
+def test_sparse_nonzero_is_nonzero():
+    from langdml_core.evaluate.screen import sparse_nonzero
+
+    rng = np.random.default_rng(2)
+    for shape in [(7, 13), (3, 8), (1, 1), (40, 301), (5, 3)]:
+        for p in (0.0, 0.01, 0.5, 1.0):
+            mask = rng.random(shape) < p
+            got, expected = sparse_nonzero(mask), np.nonzero(mask)
+            assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True)), (shape, p)
+
+
 def test_bf16_screen_error_stays_within_its_bound():
     """The proven bound, without its safety factor, holds for every score near a row's best."""
     from langdml_core.evaluate.screen import SAFETY, Assigner
@@ -440,6 +451,8 @@ def test_nmi_options_are_recorded_and_used():
     assert all(isinstance(value, (int, float)) for value in got.values())  # train.py logs numbers
     options = resolve_options(labels, nmi_k=12, nmi_backend="torch")
     assert options["nmi_k"] == 12 and options["nmi_backend"] == "torch" and options["knn_backend"] == "exact"
+    assert resolve_options(labels)["nmi_backend"] == "torch"  # chosen by measurement (issue 14)
+    assert retrieval_metrics(*tensors(emb, labels), nmi_iterations=5, nmi_seed=3) == got  # the default
     with pytest.raises(TypeError, match="unknown evaluation option"):
         retrieval_metrics(emb, labels, nmi_kk=3)
 
