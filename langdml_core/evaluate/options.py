@@ -29,7 +29,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "nmi_k": None,  # clusters for NMI; None: the number of test classes (the release: training classes)
     "nmi_iterations": 20,
     "nmi_seed": 0,
-    "nmi_backend": "auto",  # "faiss", "torch", or "auto" (faiss when importable, else torch)
+    "nmi_backend": "auto",  # "faiss", "torch", or "auto" (= torch; see resolve_options)
 }
 
 
@@ -80,8 +80,10 @@ def faiss_or_none():
 def resolve_options(labels=None, **options) -> dict[str, Any]:
     """The full options :func:`retrieval_metrics` uses for these labels (names and numbers).
 
-    ``nmi_k`` and ``nmi_backend`` are resolved when ``labels`` are given (None: number of classes;
-    "auto": "faiss" when faiss is importable, else "torch").
+    ``nmi_k`` is resolved when ``labels`` are given (None: the number of classes). ``nmi_backend`` "auto" is
+    "torch" (:func:`~langdml_core.evaluate.kmeans.kmeans_torch`: exact Lloyd iterations that stop at a fixed
+    point, bf16-screened on CPUs with bf16 dot products), chosen by measurement at SOP size on two cores
+    (tests/manual/kmeans_backends.py); "faiss" is the k-means pytorch-metric-learning runs.
     """
     unknown = set(options) - set(DEFAULT_OPTIONS)
     if unknown:
@@ -96,7 +98,7 @@ def resolve_options(labels=None, **options) -> dict[str, Any]:
     if int(resolved["nmi_iterations"]) < 0:
         raise ValueError("nmi_iterations must be >= 0")
     if resolved["nmi_backend"] == "auto":
-        resolved["nmi_backend"] = "faiss" if faiss_or_none() is not None else "torch"
+        resolved["nmi_backend"] = "torch"
     if labels is not None and resolved["nmi_k"] is None:
         lab = labels if torch.is_tensor(labels) else torch.as_tensor(np.asarray(labels))
         resolved["nmi_k"] = int(torch.unique(lab).numel())
