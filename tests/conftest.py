@@ -1,4 +1,12 @@
-"""Shared test set-up: offline, CPU, one torch thread per xdist worker, a project-local cache."""
+"""Shared test set-up: offline, one torch thread per xdist worker, a project-local cache, and the device and
+dtype the tensor tests run in.
+
+``LANGDML_TEST_DEVICE`` (default ``cpu``; e.g. ``cuda``, ``cuda:1``) and ``LANGDML_TEST_DTYPE`` (default
+``float64``; or ``float32``) point the same suite at another device or precision: tests take them from the
+``device`` and ``dtype`` fixtures (or :data:`TEST_DEVICE` / :data:`TEST_DTYPE`), tolerances that depend on
+the precision from :func:`tolerance`. A test that compares against a numerical gradient or a float64
+reference keeps float64 and takes only the device (it says so where it does).
+"""
 
 import os
 from pathlib import Path
@@ -14,6 +22,52 @@ import torch  # noqa: E402
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)  # two workers on two cores: more threads only contend
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def _test_device() -> torch.device:
+    name = os.environ.get("LANGDML_TEST_DEVICE", "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise pytest.UsageError(f"LANGDML_TEST_DEVICE={name!r} is not a torch device: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError(f"LANGDML_TEST_DEVICE={name!r} but torch sees no CUDA device")
+    return device
+
+
+def _test_dtype() -> torch.dtype:
+    name = os.environ.get("LANGDML_TEST_DTYPE", "float64")
+    if name not in DTYPES:
+        raise pytest.UsageError(f"LANGDML_TEST_DTYPE={name!r} must be one of {sorted(DTYPES)}")
+    return DTYPES[name]
+
+
+TEST_DEVICE = _test_device()
+TEST_DTYPE = _test_dtype()
+
+
+def pytest_report_header(config) -> str:
+    return f"langdml tensors: device {TEST_DEVICE}, dtype {TEST_DTYPE} (LANGDML_TEST_DEVICE / LANGDML_TEST_DTYPE)"
+
+
+@pytest.fixture
+def device() -> torch.device:
+    """The device tensor tests run on (``LANGDML_TEST_DEVICE``, default cpu)."""
+    return TEST_DEVICE
+
+
+@pytest.fixture
+def dtype() -> torch.dtype:
+    """The floating dtype tensor tests use where precision is not the point (``LANGDML_TEST_DTYPE``,
+    default float64)."""
+    return TEST_DTYPE
+
+
+def tolerance(dtype: torch.dtype, float64: float, float32: float) -> float:
+    """The tolerance of a comparison in ``dtype``: ``float64`` for float64 tensors, else ``float32``."""
+    return float64 if dtype == torch.float64 else float32
 
 
 @pytest.fixture(scope="session")

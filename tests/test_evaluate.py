@@ -1,14 +1,29 @@
-"""Evaluation engine: every metric against slow, obviously-correct references (method.md section 8)."""
+"""Evaluation engine: every metric against slow, obviously-correct references (method.md section 8).
+
+Inputs are made on LANGDML_TEST_DEVICE in LANGDML_TEST_DTYPE (the engine computes in float32 whatever
+it is given; the data here are small integers or dyadic fractions, exact in either). The "numpy" engine
+and the numpy matrix products run on CPU only, so those cases keep CPU tensors.
+"""
 
 import math
 
 import numpy as np
 import pytest
 import torch
+from conftest import TEST_DEVICE, TEST_DTYPE
 from sklearn.metrics import normalized_mutual_info_score
 
 from langdml_core import evaluate
-from langdml_core.evaluate import kmeans_torch, knn, resolve_options, retrieval_metrics
+from langdml_core.evaluate import (
+    as_inputs,
+    kmeans_torch,
+    knn,
+    knn_metrics_exact,
+    knn_metrics_faiss,
+    ranks,
+    resolve_options,
+    retrieval_metrics,
+)
 
 
 def naive_recall(emb, labels, ks):
@@ -72,6 +87,18 @@ def exact_kwargs(cutoff):
     return {"ks": (1, 2, 4, 8), "cutoff": cutoff, "gemm": "auto"}
 
 
+def tensors(emb, labels, engine="torch"):
+    """(embeddings, labels) as tensors on the test device in the test dtype; on CPU for the numpy engine."""
+    device = TEST_DEVICE if engine == "torch" else torch.device("cpu")
+    emb = torch.as_tensor(np.asarray(emb), device=device).to(TEST_DTYPE)
+    return emb, torch.as_tensor(np.asarray(labels), device=device)
+
+
+def engine_inputs(emb, labels, engine="torch"):
+    """:func:`tensors` checked as the engine takes them (float32, contiguous), as retrieval_metrics does."""
+    return as_inputs(*tensors(emb, labels, engine), None)
+
+
 # ---------------------------------------------------------------------------------------------- recall
 
 
@@ -80,21 +107,20 @@ def test_recall_matches_naive_reference_with_ties_duplicates_and_singletons(seed
     emb, labels = tie_heavy(seed, n=40)
     ks = (1, 2, 4, 8)
     expected, excluded = naive_recall(emb, labels, ks)
-    got = retrieval_metrics(emb, labels, ks=ks, chunk_size=7, nmi=False)
+    got = retrieval_metrics(*tensors(emb, labels), ks=ks, chunk_size=7, nmi=False)
     assert got["excluded_queries"] == excluded >= 1
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-12), key
 
 
 def test_duplicate_of_the_query_counts_as_a_neighbour():
-    emb = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
-    labels = torch.tensor([0, 0, 1, 1])
+    emb, labels = tensors([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], [0, 0, 1, 1])
     assert retrieval_metrics(emb, labels, ks=(1,), nmi=False)["recall_at_1"] == 1.0
     assert knn(emb, 1).flatten().tolist() == [1, 0, 3, 2]
 
 
-def test_ties_are_broken_by_lower_index():
-    emb = torch.ones(5, 3)
+def test_ties_are_broken_by_lower_index(device, dtype):
+    emb = torch.ones(5, 3, device=device, dtype=dtype)
     assert knn(emb, 4).tolist()[2] == [0, 1, 3, 4]
 
 
@@ -106,14 +132,14 @@ def test_ties_are_broken_by_lower_index():
 def test_all_knn_metrics_match_naive_reference(seed, engine):
     emb, labels = tie_heavy(seed)
     expected, excluded = naive_metrics(emb, labels)
-    got, k = evaluate._knn_metrics_exact(
-        torch.from_numpy(emb), torch.from_numpy(labels), chunk_size=11, engine=engine, **exact_kwargs(1000)
+    got, k = knn_metrics_exact(
+        *engine_inputs(emb, labels, engine), chunk_size=11, engine=engine, **exact_kwargs(1000)
     )
     assert k == len(labels) - 1  # k = max(1000, largest class) capped by N - 1
     expected["map_at_1000"] = expected.pop("map_at_cut")
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-12), key
-    public = retrieval_metrics(emb, labels, nmi=False)
+    public = retrieval_metrics(*tensors(emb, labels), nmi=False)
     assert public["excluded_queries"] == excluded
     assert all(public[key] == pytest.approx(value, abs=1e-12) for key, value in expected.items())
 
@@ -128,10 +154,10 @@ def test_small_cutoff_uses_sampled_thresholds_and_stays_exact(seed, engine):
     labels = rng.integers(0, 30, size=420)
     labels[7] = 999
     cutoff = 10
-    assert evaluate._Columns(420, max(cutoff, np.bincount(labels).max()), "cpu").sample < 420
+    assert ranks.Columns(420, max(cutoff, np.bincount(labels).max()), "cpu").sample < 420
     expected, _ = naive_metrics(emb, labels, cutoff=cutoff)
-    got, _ = evaluate._knn_metrics_exact(
-        torch.from_numpy(emb), torch.from_numpy(labels), chunk_size=64, engine=engine, **exact_kwargs(cutoff)
+    got, _ = knn_metrics_exact(
+        *engine_inputs(emb, labels, engine), chunk_size=64, engine=engine, **exact_kwargs(cutoff)
     )
     expected[f"map_at_{cutoff}"] = expected.pop("map_at_cut")
     for key, value in expected.items():
@@ -142,11 +168,11 @@ def test_small_cutoff_uses_sampled_thresholds_and_stays_exact(seed, engine):
 def test_threshold_fallback_when_the_sample_overshoots(monkeypatch, engine):
     """Rows whose sampled threshold leaves fewer than k candidates are redone with the exact k-th value."""
     emb, labels = tie_heavy(5, n=80)
-    monkeypatch.setattr(evaluate, "_threshold_np", lambda sims, cols: sims.max(axis=1))
-    monkeypatch.setattr(evaluate, "_threshold_torch", lambda sims, cols: sims.amax(dim=1))
+    monkeypatch.setattr(ranks, "threshold_np", lambda sims, cols: sims.max(axis=1))
+    monkeypatch.setattr(ranks, "threshold_torch", lambda sims, cols: sims.amax(dim=1))
     expected, _ = naive_metrics(emb, labels, cutoff=9)
-    got, _ = evaluate._knn_metrics_exact(
-        torch.from_numpy(emb), torch.from_numpy(labels), chunk_size=13, engine=engine, **exact_kwargs(9)
+    got, _ = knn_metrics_exact(
+        *engine_inputs(emb, labels, engine), chunk_size=13, engine=engine, **exact_kwargs(9)
     )
     expected["map_at_9"] = expected.pop("map_at_cut")
     for key, value in expected.items():
@@ -161,8 +187,8 @@ def test_large_class_uses_sorted_ranks(engine):
     emb[:80] = 4 + rng.integers(-1, 2, size=(80, 5))  # a tight class: its queries rank ~79 of its items
     labels = np.concatenate([np.zeros(80, dtype=np.int64), rng.integers(1, 12, size=80)])
     expected, _ = naive_metrics(emb, labels, cutoff=50)
-    got, k = evaluate._knn_metrics_exact(
-        torch.from_numpy(emb), torch.from_numpy(labels), chunk_size=17, engine=engine, **exact_kwargs(50)
+    got, k = knn_metrics_exact(
+        *engine_inputs(emb, labels, engine), chunk_size=17, engine=engine, **exact_kwargs(50)
     )
     assert k == 80  # the largest class
     expected["map_at_50"] = expected.pop("map_at_cut")
@@ -179,14 +205,14 @@ def test_knn_indices_match_a_full_stable_ranking(seed, engine):
         expected = [
             sorted((j for j in range(50) if j != q), key=lambda j: (-sims[q, j], j))[:k] for q in range(50)
         ]
-        assert knn(emb, k, chunk_size=9, engine=engine).tolist() == expected
+        assert knn(tensors(emb, [], engine)[0], k, chunk_size=9, engine=engine).tolist() == expected
 
 
 def test_negative_zero_ties_with_positive_zero():
-    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [0.0, 1.0]])
+    emb, _ = tensors([[1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [0.0, 1.0]], [])
     # query 0: items 1, 2, 3 all have similarity 0 (one of them -0.0 * ...): order by index
     assert knn(emb, 3).tolist()[0] == [1, 2, 3]
-    keys = evaluate._keys_np(np.array([0.0, -0.0], dtype=np.float32), np.array([5, 5]))
+    keys = ranks.keys_np(np.array([0.0, -0.0], dtype=np.float32), np.array([5, 5]))
     assert keys[0] == keys[1]
 
 
@@ -202,7 +228,7 @@ def test_map_at_1000_hand_worked_example():
     """
     emb = np.array([[5.0], [4.0], [3.0], [2.0], [1.0]], dtype=np.float32)
     labels = np.array([0, 1, 0, 1, 0])
-    got = retrieval_metrics(emb, labels, ks=(1, 2, 4), nmi=False)
+    got = retrieval_metrics(*tensors(emb, labels), ks=(1, 2, 4), nmi=False)
     assert got["map_at_1000"] == pytest.approx(13 / 36, abs=1e-12)
     assert got["map_at_r"] == pytest.approx(1 / 4, abs=1e-12)
     assert got["r_precision"] == pytest.approx(0.3, abs=1e-12)
@@ -212,7 +238,7 @@ def test_map_at_1000_hand_worked_example():
 def test_perfect_retrieval_scores_r_over_r_plus_one_on_map_at_1000():
     emb = np.repeat(np.eye(3, dtype=np.float32), 4, axis=0)  # three classes of 4 identical vectors
     labels = np.repeat(np.arange(3), 4)
-    got = retrieval_metrics(emb, labels, nmi=False)
+    got = retrieval_metrics(*tensors(emb, labels), nmi=False)
     assert got["map_at_r"] == got["r_precision"] == got["recall_at_1"] == 1.0
     assert got["map_at_1000"] == pytest.approx(3 / 4, abs=1e-12)
 
@@ -239,7 +265,7 @@ def test_agrees_with_pytorch_metric_learning_on_tie_free_data(seed):
         knn_func=CustomKNN(DotProductSimilarity()),
     )
     theirs = calc.get_accuracy(torch.from_numpy(emb), torch.from_numpy(labels))
-    ours = retrieval_metrics(emb, labels, nmi=False)
+    ours = retrieval_metrics(emb, labels, nmi=False, device=TEST_DEVICE)
     assert ours["excluded_queries"] == 3
     assert ours["recall_at_1"] == pytest.approx(theirs["precision_at_1"], abs=1e-6)
     assert ours["r_precision"] == pytest.approx(theirs["r_precision"], abs=1e-6)
@@ -254,14 +280,12 @@ def test_faiss_knn_backend_is_exact_with_ties(seed):
     pytest.importorskip("faiss")
     emb, labels = tie_heavy(seed, n=70)
     expected, _ = naive_metrics(emb, labels, cutoff=12)
-    got, k = evaluate._knn_metrics_faiss(
-        torch.from_numpy(emb), torch.from_numpy(labels), (1, 2, 4, 8), 12, 16
-    )
+    got, k = knn_metrics_faiss(*engine_inputs(emb, labels), (1, 2, 4, 8), 12, 16)
     assert k == max(12, np.bincount(labels).max())
     expected["map_at_12"] = expected.pop("map_at_cut")
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-12), key
-    public = retrieval_metrics(emb, labels, nmi=False, knn_backend="faiss")
+    public = retrieval_metrics(*tensors(emb, labels), nmi=False, knn_backend="faiss")
     assert public["map_at_r"] == pytest.approx(naive_metrics(emb, labels)[0]["map_at_r"], abs=1e-12)
 
 
@@ -289,15 +313,92 @@ def test_faiss_backend_stays_exact_whatever_the_order_among_ties(monkeypatch):
     emb = rng.integers(0, 2, size=(90, 2)).astype(np.float32)  # similarities 0, 1 or 2: ties everywhere
     labels = rng.integers(0, 9, size=90)
     expected, _ = naive_metrics(emb, labels, cutoff=10)
-    got, _ = evaluate._knn_metrics_faiss(
-        torch.from_numpy(emb), torch.from_numpy(labels), (1, 2, 4, 8), 10, 32
-    )
+    got, _ = knn_metrics_faiss(*engine_inputs(emb, labels), (1, 2, 4, 8), 10, 32)
     expected["map_at_10"] = expected.pop("map_at_cut")
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-12), key
 
 
 # ---------------------------------------------------------------------------------------- k-means, NMI
+
+
+SCREENS = ("fp32", "bf16") if TEST_DEVICE.type == "cpu" else ("fp32",)
+
+
+def naive_nearest(x, centroids):
+    """Nearest centroid of each row from the definition: largest x.c - |c|^2 / 2 in float64 (exact for the
+    small-integer data below), ties to the lower index."""
+    x, c = np.asarray(x, dtype=np.float64), np.asarray(centroids, dtype=np.float64)
+    scores = [[float(np.dot(p, q)) - float(np.dot(q, q)) / 2 for q in c] for p in x]
+    return [min(range(len(c)), key=lambda j, row=row: (-row[j], j)) for row in scores]
+
+
+def screen_cases():
+    """(name, x, centroids): ties and duplicates, large and tiny norms, near ties, centroids that are
+    points (many near ties in bf16), and all-negative scores (the bf16 screen's exact fallback)."""
+    rng = np.random.default_rng(0)
+    ints = rng.integers(-2, 3, size=(120, 6)).astype(np.float32)
+    yield "integers, duplicate centroids", ints, np.concatenate([ints[:15], ints[:5]])
+    wide = rng.normal(size=(150, 16)).astype(np.float32)
+    yield "large norms", wide * 100, wide[rng.permutation(150)[:20]] * 100
+    yield "tiny norms", wide * 1e-3, wide[:25] * 1e-3
+    unit = wide / np.linalg.norm(wide, axis=1, keepdims=True)
+    yield "centroids are points, near ties", unit, np.concatenate([unit[:30], unit[:30] + 1e-4])
+    positive = np.abs(unit)
+    yield "all scores negative", positive, -positive[:12]
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+def test_screened_assignment_is_the_exact_nearest_centroid(screen):
+    from langdml_core.evaluate.screen import Assigner
+
+    for name, x, centroids in screen_cases():
+        expected = naive_nearest(x, centroids)
+        layouts = [(7, "sequential", "auto"), (7, "pipelined", "auto"), (7, "workers", "auto")]
+        layouts += [(4096, "sequential", "auto"), (7, "sequential", "torch")]  # torch: as on GPU
+        for rows, layout, gemm in layouts:
+            if screen == "bf16" and gemm == "torch":
+                continue
+            assign = Assigner(tensors(x, [])[0], screen, gemm=gemm, rows=rows, layout=layout)
+            got = assign(tensors(centroids, [])[0])
+            assert got.tolist() == expected, (name, rows, layout, gemm)
+            if screen == "bf16":  # near ties are scored exactly; so is every score of a row without one > 0
+                assert assign.exact_pairs > 0
+                if name == "all scores negative":
+                    assert assign.exact_pairs >= x.shape[0] * centroids.shape[0]
+
+
+def test_sparse_nonzero_is_nonzero():
+    from langdml_core.evaluate.screen import sparse_nonzero
+
+    rng = np.random.default_rng(2)
+    for shape in [(7, 13), (3, 8), (1, 1), (40, 301), (5, 3)]:
+        for p in (0.0, 0.01, 0.5, 1.0):
+            mask = rng.random(shape) < p
+            got, expected = sparse_nonzero(mask), np.nonzero(mask)
+            assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True)), (shape, p)
+
+
+def test_bf16_screen_error_stays_within_its_bound():
+    """The proven bound, without its safety factor, holds for every score near a row's best."""
+    from langdml_core.evaluate.screen import SAFETY, Assigner
+
+    rng = np.random.default_rng(1)
+    for scale in (1.0, 37.0):
+        x = rng.normal(size=(600, 48)).astype(np.float32)
+        x = x / np.linalg.norm(x, axis=1, keepdims=True) * scale
+        centroids = torch.from_numpy(
+            x[:200] + rng.normal(scale=0.3 * scale / 7, size=(200, 48)).astype(np.float32)
+        )
+        assign = Assigner(torch.from_numpy(x), "bf16")
+        c_aug = assign.prepare(centroids)
+        screened = torch.mm(assign.x_aug, c_aug.T).double().numpy()
+        c64 = centroids.double().numpy()
+        exact = x.astype(np.float64) @ c64.T - 0.5 * (c64 * c64).sum(1) + assign.offset
+        best = screened.max(axis=1)
+        bound = assign.bound(assign.x_norm.numpy(), best) / SAFETY
+        near = screened >= (best - 2 * SAFETY * bound)[:, None]
+        assert near.sum() > 600 and (np.abs(screened - exact) <= bound[:, None])[near].all()
 
 
 def naive_kmeans(x, k, iterations, seed):
@@ -323,13 +424,14 @@ def test_torch_kmeans_matches_naive_lloyd(seed):
     rng = np.random.default_rng(seed)
     x = (rng.normal(size=(5, 3)) * 4)[rng.integers(0, 5, size=40)] + rng.normal(size=(40, 3))
     x = x.astype(np.float32)
-    for gemm in ("numpy", "torch"):
-        result = kmeans_torch(torch.from_numpy(x), 6, iterations=12, seed=seed, gemm=gemm)
+    # gemm numpy: numpy's BLAS on CPU (torch off CPU); the bf16 screen runs on CPU only
+    for gemm, screen in [("numpy", "fp32"), ("torch", "fp32"), *([("auto", "bf16")] * bool(SCREENS[1:]))]:
+        result = kmeans_torch(tensors(x, [])[0], 6, iterations=12, seed=seed, gemm=gemm, screen=screen)
         expected, expected_centroids = naive_kmeans(x, 6, 12, seed)
         assert result.assignment.tolist() == expected.tolist()
-        np.testing.assert_allclose(result.centroids.numpy(), expected_centroids, atol=1e-5)
+        np.testing.assert_allclose(result.centroids.cpu().numpy(), expected_centroids, atol=1e-5)
         assert result.iterations < 12  # it reached a fixed point and stopped there
-    short = kmeans_torch(torch.from_numpy(x), 6, iterations=1, seed=seed)
+    short = kmeans_torch(tensors(x, [])[0], 6, iterations=1, seed=seed)
     assert short.iterations == 1
     assert short.assignment.tolist() == naive_kmeans(x, 6, 1, seed)[0].tolist()
 
@@ -339,16 +441,18 @@ def test_nmi_options_are_recorded_and_used():
     labels = np.repeat(np.arange(6), 10)
     emb = (rng.normal(size=(6, 8)) * 3)[labels] + rng.normal(size=(60, 8))
     emb = emb.astype(np.float32)
-    got = retrieval_metrics(emb, labels, nmi_backend="torch", nmi_seed=3, nmi_iterations=5)
+    got = retrieval_metrics(*tensors(emb, labels), nmi_backend="torch", nmi_seed=3, nmi_iterations=5)
     assert (got["nmi_k"], got["nmi_iterations"], got["nmi_seed"], got["nmi_faiss"]) == (6, 5, 3, 0)
     assert 1 <= got["nmi_iterations_run"] <= 5
-    assignment = kmeans_torch(torch.from_numpy(emb), 6, iterations=5, seed=3).assignment
+    assignment = kmeans_torch(tensors(emb, [])[0], 6, iterations=5, seed=3).assignment.cpu()
     assert got["nmi"] == pytest.approx(normalized_mutual_info_score(labels, assignment.numpy()), abs=1e-12)
-    other = retrieval_metrics(emb, labels, nmi_backend="torch", nmi_k=12)
+    other = retrieval_metrics(*tensors(emb, labels), nmi_backend="torch", nmi_k=12)
     assert other["nmi_k"] == 12 and other["nmi"] != got["nmi"]
     assert all(isinstance(value, (int, float)) for value in got.values())  # train.py logs numbers
     options = resolve_options(labels, nmi_k=12, nmi_backend="torch")
     assert options["nmi_k"] == 12 and options["nmi_backend"] == "torch" and options["knn_backend"] == "exact"
+    assert resolve_options(labels)["nmi_backend"] == "torch"  # chosen by measurement (issue 14)
+    assert retrieval_metrics(*tensors(emb, labels), nmi_iterations=5, nmi_seed=3) == got  # the default
     with pytest.raises(TypeError, match="unknown evaluation option"):
         retrieval_metrics(emb, labels, nmi_kk=3)
 
@@ -363,7 +467,7 @@ def test_faiss_kmeans_reproduces_pytorch_metric_learning_nmi():
     theirs = AccuracyCalculator(include=("NMI",), device=torch.device("cpu")).get_accuracy(
         torch.from_numpy(emb), torch.from_numpy(labels)
     )["NMI"]
-    ours = retrieval_metrics(emb, labels, nmi_backend="faiss", nmi_seed=1234)  # faiss's default seed
+    ours = retrieval_metrics(*tensors(emb, labels), nmi_backend="faiss", nmi_seed=1234)  # faiss's default
     assert ours["nmi_faiss"] == 1
     assert ours["nmi"] == pytest.approx(theirs, abs=1e-12)
 
@@ -374,7 +478,7 @@ def test_faiss_kmeans_reproduces_pytorch_metric_learning_nmi():
 def test_inputs_numpy_or_torch_and_labels_int64():
     emb, labels = tie_heavy(0, n=30)
     a = retrieval_metrics(emb, labels.astype(np.int32), nmi=False)
-    b = retrieval_metrics(torch.from_numpy(emb), torch.from_numpy(labels), nmi=False)
+    b = retrieval_metrics(*tensors(emb, labels), nmi=False)
     assert a == b
     assert all(math.isfinite(v) for v in a.values())
     with pytest.raises(TypeError):
@@ -387,24 +491,22 @@ def test_inputs_numpy_or_torch_and_labels_int64():
 def test_chunk_bounds_similarity_memory(monkeypatch, engine):
     """No similarity block larger than chunk x N is ever computed."""
     shapes = []
-    for name in ("_candidates_np", "_candidates_torch"):
-        original = getattr(evaluate, name)
+    for name in ("candidates_np", "candidates_torch"):
+        original = getattr(ranks, name)
 
         def spy(sims, *args, _original=original, **kwargs):
             shapes.append(tuple(sims.shape))
             return _original(sims, *args, **kwargs)
 
-        monkeypatch.setattr(evaluate, name, spy)
+        monkeypatch.setattr(ranks, name, spy)
     emb, labels = tie_heavy(2, n=50)
-    evaluate._knn_metrics_exact(
-        torch.from_numpy(emb), torch.from_numpy(labels), chunk_size=8, engine=engine, **exact_kwargs(1000)
-    )
+    knn_metrics_exact(*engine_inputs(emb, labels, engine), chunk_size=8, engine=engine, **exact_kwargs(1000))
     assert sorted(shapes) == sorted([(8, 50)] * 6 + [(2, 50)])
 
 
 def test_provenance_keys_are_returned_as_numbers():
     emb, labels = tie_heavy(1, n=40)
-    got = retrieval_metrics(emb, labels, nmi_backend="torch")
+    got = retrieval_metrics(*tensors(emb, labels), nmi_backend="torch")
     assert set(evaluate.PROVENANCE_KEYS) <= set(got)
     assert {"recall_at_1", "recall_at_2", "recall_at_4", "recall_at_8", "r_precision", "map_at_r"} <= set(got)
     assert {"map_at_1000", "nmi"} <= set(got)
@@ -430,25 +532,26 @@ def test_bench_eval_command_runs_small(capsys):
 # ---- eval.precision and eval.nmi_clusters --------------------------------------------------------------
 
 
-def test_embed_is_exact_fp32_by_default_and_bf16_only_when_asked():
+def test_embed_is_exact_fp32_by_default_and_bf16_only_when_asked(device):
     torch.manual_seed(0)
     model = torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 16)
-    )
+    ).to(device)
     images, labels = torch.randn(20, 3, 8, 8), torch.arange(20) % 4
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=7)
     with torch.no_grad():
-        reference = torch.cat([model(x) for x, _ in loader])
-    cpu = torch.device("cpu")
-    for precision in ("fp32", "auto"):  # auto: bf16 on CUDA only
-        emb, lab = evaluate.embed(model, loader, cpu, precision=precision)
+        reference = torch.cat([model(x.to(device)) for x, _ in loader]).cpu()
+    fp32 = ("fp32", "auto") if device.type == "cpu" else ("fp32",)  # auto: bf16 on CUDA
+    for precision in fp32:
+        emb, lab = evaluate.embed(model, loader, device, precision=precision)
         assert torch.equal(emb, reference) and torch.equal(lab, labels)
-    assert torch.equal(evaluate.embed(model, loader, cpu)[0], reference)  # fp32 is the default
-    bf16, _ = evaluate.embed(model, loader, cpu, precision="bf16")
-    assert bf16.dtype == torch.float32 and not torch.equal(bf16, reference)
-    torch.testing.assert_close(bf16, reference, rtol=0.05, atol=0.05)  # the same model, rounded
+    assert torch.equal(evaluate.embed(model, loader, device)[0], reference)  # fp32 is the default
+    for precision in ("bf16", "auto") if device.type == "cuda" else ("bf16",):
+        bf16, _ = evaluate.embed(model, loader, device, precision=precision)
+        assert bf16.dtype == torch.float32 and bf16.device.type == "cpu" and not torch.equal(bf16, reference)
+        torch.testing.assert_close(bf16, reference, rtol=0.05, atol=0.05)  # the same model, rounded
     with pytest.raises(ValueError, match="precision='fp16'"):
-        evaluate.embed(model, loader, cpu, precision="fp16")
+        evaluate.embed(model, loader, device, precision="fp16")
 
 
 def test_nmi_clusters_k_follows_the_option():
@@ -457,3 +560,29 @@ def test_nmi_clusters_k_follows_the_option():
     assert evaluate.nmi_clusters_k("train", 98, 50) == 50  # k-means needs k <= N
     with pytest.raises(ValueError, match="'test' or 'train'"):
         evaluate.nmi_clusters_k("val", 98, 8131)
+
+
+# ---- the package's boundary -------------------------------------------------------------------------------
+
+
+def test_public_names_resolve_and_nothing_outside_imports_a_private_one():
+    import ast
+    from pathlib import Path
+
+    assert all(hasattr(evaluate, name) for name in evaluate.__all__)
+    assert not [name for name in evaluate.__all__ if name.startswith("_")]
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for path in [*(root / "langdml_core").rglob("*.py"), *(root / "tests").rglob("*.py")]:
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith("langdml_core/evaluate/"):
+            continue
+        if relative.startswith("langdml_core/bench"):  # until bench imports the public names (issue 14)
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("langdml_core.evaluate"):
+                offenders += [f"{relative}: {a.name}" for a in node.names if a.name.startswith("_")]
+            private = isinstance(node, ast.Attribute) and node.attr.startswith("_") and node.attr[1] != "_"
+            if private and isinstance(node.value, ast.Name) and node.value.id in ("evaluate", "ranks"):
+                offenders.append(f"{relative}: {node.value.id}.{node.attr}")
+    assert offenders == []

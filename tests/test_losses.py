@@ -3,6 +3,10 @@
 The references are plain-Python loops written from the formulas and from pml's reducers, never importing
 pytorch_metric_learning. pml normalises embeddings inside its distances, so the references do too; the
 gradient is then checked by central differences of the reference on the raw inputs.
+
+Tensors live on LANGDML_TEST_DEVICE. Comparisons with the references and with central differences stay in
+float64 whatever LANGDML_TEST_DTYPE (they are made at 1e-6 to 1e-12); the other tests take the dtype from
+the ``dtype`` fixture, except the output contract, which runs float32 as training does.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+from conftest import TEST_DEVICE
 
 from langdml_core.config import ConfigError
 from langdml_core.losses import LOSSES, DMLLoss, build_loss
@@ -74,12 +79,16 @@ def make_batch(seed: int = 0, spread: float = 0.8) -> tuple[np.ndarray, np.ndarr
     return x / np.linalg.norm(x, axis=1, keepdims=True), labels
 
 
-def make_loss(name: str, kwargs: dict | None = None, seed: int = 0) -> DMLLoss:
+def make_loss(
+    name: str, kwargs: dict | None = None, seed: int = 0, dtype: torch.dtype = torch.float64
+) -> DMLLoss:
+    """A loss on the test device, float64 unless asked (the reference comparisons need float64)."""
     torch.manual_seed(seed)
-    loss = build_loss(name, NUM_CLASSES, EMBED_DIM, kwargs, feature_dim=FEATURE_DIM).double()
+    loss = build_loss(name, NUM_CLASSES, EMBED_DIM, kwargs, feature_dim=FEATURE_DIM)
+    loss = loss.to(TEST_DEVICE, dtype)
     if name == "margin":  # distinct class-wise betas, so indexing beta by the anchor's class is checked
         with torch.no_grad():
-            loss.beta.copy_(1.2 + 0.1 * torch.randn(NUM_CLASSES, dtype=torch.float64))
+            loss.beta.copy_(1.2 + 0.1 * torch.randn(NUM_CLASSES, dtype=torch.float64))  # onto its device
     return loss
 
 
@@ -292,10 +301,10 @@ def reference_context(loss: DMLLoss, emb: torch.Tensor, labels: torch.Tensor) ->
     ctx: dict = {}
     for attr in ("beta", "proxies", "weight"):
         if hasattr(loss, attr):
-            ctx[attr] = getattr(loss, attr).detach().numpy().copy()
+            ctx[attr] = getattr(loss, attr).detach().cpu().numpy().copy()
     if loss.hparams.get("miner") in ("distance_weighted", "distance_weighted_release"):
         torch.manual_seed(123)
-        ctx["mined"] = [t.numpy() for t in loss.mine(emb, labels)]
+        ctx["mined"] = [t.cpu().numpy() for t in loss.mine(emb, labels)]
     return ctx
 
 
@@ -326,14 +335,14 @@ def test_every_loss_has_a_reference() -> None:
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_matches_numpy_reference(variant: str) -> None:
+def test_matches_numpy_reference(variant: str, device: torch.device) -> None:
     name, kwargs, ref = VARIANTS[variant]
-    loss = make_loss(name, kwargs)
+    loss = make_loss(name, kwargs)  # float64: compared with central differences
     x_np, y_np = make_batch()
-    emb = torch.tensor(x_np, requires_grad=True)
-    labels = torch.tensor(y_np)
+    emb = torch.tensor(x_np, requires_grad=True, device=device)
+    labels = torch.tensor(y_np, device=device)
     ctx = reference_context(loss, emb.detach(), labels)
-    features = torch.randn(len(labels), FEATURE_DIM, 2, 2, dtype=torch.float64)  # used by S2SD only
+    features = torch.randn(len(labels), FEATURE_DIM, 2, 2, dtype=torch.float64, device=device)  # S2SD only
     torch.manual_seed(123)  # the same RNG state the reference context mined with
     out = loss(emb, labels, features=features)["dml_loss"]
     out.backward()
@@ -342,12 +351,13 @@ def test_matches_numpy_reference(variant: str) -> None:
     assert expected > 0
     assert out.item() == pytest.approx(expected, abs=1e-5, rel=1e-7)
     grad = numeric_grad(lambda x: ref(x, y_np, loss.hparams, ctx), x_np)
-    np.testing.assert_allclose(emb.grad.numpy(), grad, atol=1e-6, rtol=1e-4)
+    np.testing.assert_allclose(emb.grad.cpu().numpy(), grad, atol=1e-6, rtol=1e-4)
 
 
-def test_explicit_indices_match_internal_mining() -> None:
-    loss = make_loss("margin")
-    x, y = (torch.tensor(a) for a in make_batch())
+def test_explicit_indices_match_internal_mining(device: torch.device, dtype: torch.dtype) -> None:
+    loss = make_loss("margin", dtype=dtype)
+    x_np, y_np = make_batch()
+    x, y = torch.tensor(x_np, dtype=dtype, device=device), torch.tensor(y_np, device=device)
     torch.manual_seed(5)
     internal = loss(x, y)["dml_loss"]
     torch.manual_seed(5)
@@ -370,7 +380,7 @@ def _distance_weights(x: np.ndarray, y: np.ndarray, cutoff: float, nonzero_cutof
     return w
 
 
-def test_pml_distance_weighted_miner_properties() -> None:
+def test_pml_distance_weighted_miner_properties(device: torch.device, dtype: torch.dtype) -> None:
     rng = np.random.default_rng(1)
     y = np.repeat(np.arange(4), 2)
     x = rng.normal(size=(8, EMBED_DIM))
@@ -386,11 +396,12 @@ def test_pml_distance_weighted_miner_properties() -> None:
     assert d[0, 2] == pytest.approx(0.2) and d[0, 3] == pytest.approx(0.4)
 
     loss = build_loss("margin", 4, EMBED_DIM, {"formulation": "pml", "nonzero_loss_cutoff": 1.4})
-    emb, labels = torch.tensor(x), torch.tensor(y)
+    loss = loss.to(device, dtype)
+    emb, labels = torch.tensor(x, dtype=dtype, device=device), torch.tensor(y, device=device)
     torch.manual_seed(0)
     counts = np.zeros((8, 8))
     for _ in range(400):
-        a, p, n = (t.numpy() for t in loss.mine(emb, labels))
+        a, p, n = (t.cpu().numpy() for t in loss.mine(emb, labels))
         assert len(a) == len(p) == len(n) > 0
         assert np.all(y[a] == y[p]) and np.all(a != p) and np.all(y[n] != y[a])
         assert np.all(d[a, n] < loss.hparams["nonzero_loss_cutoff"])
@@ -403,7 +414,9 @@ def test_pml_distance_weighted_miner_properties() -> None:
     np.testing.assert_allclose(freq, expected[sampled], atol=0.06)
 
 
-def test_release_margin_forms_one_triplet_per_anchor_with_negatives_at_any_distance() -> None:
+def test_release_margin_forms_one_triplet_per_anchor_with_negatives_at_any_distance(
+    device: torch.device, dtype: torch.dtype
+) -> None:
     """method.md section 11: B triplets, negatives drawn among ALL other-class samples with probability
     proportional to q(d)^-1 (d clamped below at 0.5), no upper cut-off."""
     rng = np.random.default_rng(3)
@@ -415,13 +428,13 @@ def test_release_margin_forms_one_triplet_per_anchor_with_negatives_at_any_dista
     d = np.array(_euclid_release(x))
     assert d[0, 4] > 1.9 and (d[y[:, None] != y[None, :]] > 1.4).mean() > 0.3
 
-    loss = build_loss("margin", 6, EMBED_DIM)
-    emb, labels = torch.tensor(x), torch.tensor(y)
+    loss = build_loss("margin", 6, EMBED_DIM).to(device, dtype)
+    emb, labels = torch.tensor(x, dtype=dtype, device=device), torch.tensor(y, device=device)
     torch.manual_seed(0)
     counts = np.zeros((12, 12))
     draws = 3000
     for _ in range(draws):
-        a, p, n = (t.numpy() for t in loss.mine(emb, labels))
+        a, p, n = (t.cpu().numpy() for t in loss.mine(emb, labels))
         assert len(a) == len(p) == len(n) == 12 and list(a) == list(range(12))
         assert np.all(y[a] == y[p]) and np.all(a != p) and np.all(y[n] != y[a])
         np.add.at(counts, (a, n), 1)
@@ -431,13 +444,14 @@ def test_release_margin_forms_one_triplet_per_anchor_with_negatives_at_any_dista
     np.testing.assert_allclose(freq, expected, atol=4 * math.sqrt(0.25 / draws))
 
 
-def test_release_margin_loss_is_divided_by_the_non_zero_terms() -> None:
-    loss = make_loss("margin")
-    x, y = (torch.tensor(a) for a in make_batch())
-    indices = (torch.tensor([0, 3]), torch.tensor([1, 4]), torch.tensor([6, 9]))
+def test_release_margin_loss_is_divided_by_the_non_zero_terms(device: torch.device) -> None:
+    loss = make_loss("margin")  # float64: compared with the reference at 1e-12
+    x_np, y_np = make_batch()
+    x, y = torch.tensor(x_np, device=device), torch.tensor(y_np, device=device)
+    indices = tuple(torch.tensor(i, device=device) for i in ([0, 3], [1, 4], [6, 9]))
     value = loss(x, y, indices=indices)["dml_loss"].item()
-    ctx = {"beta": loss.beta.detach().numpy(), "mined": [t.numpy() for t in indices]}
-    assert value == pytest.approx(ref_margin_release(x.numpy(), y.numpy(), loss.hparams, ctx), rel=1e-12)
+    ctx = {"beta": loss.beta.detach().cpu().numpy(), "mined": [t.cpu().numpy() for t in indices]}
+    assert value == pytest.approx(ref_margin_release(x_np, y_np, loss.hparams, ctx), rel=1e-12)
 
 
 @pytest.mark.parametrize("name", LOSSES.names())
@@ -511,12 +525,13 @@ def test_unknown_loss_name() -> None:
 @pytest.mark.parametrize(
     "labels", [[0, 0, 0, 2, 2, 2, 3, 3, 3, 5, 5, 5], list(range(6)) * 2, list(range(12))]
 )
-def test_output_contract_and_backward(name: str, labels: list[int]) -> None:
+def test_output_contract_and_backward(name: str, labels: list[int], device: torch.device) -> None:
     """float32 as in training; the last batch has no positive pair at all (every loss must give 0, not NaN)."""
-    loss = build_loss(name, 12, EMBED_DIM, feature_dim=FEATURE_DIM)
+    loss = build_loss(name, 12, EMBED_DIM, feature_dim=FEATURE_DIM).to(device)
     torch.manual_seed(0)
-    emb = torch.nn.functional.normalize(torch.randn(12, EMBED_DIM), dim=1).requires_grad_()
-    out = loss(emb, torch.tensor(labels), features=torch.randn(12, FEATURE_DIM, 2, 2))
+    emb = torch.nn.functional.normalize(torch.randn(12, EMBED_DIM), dim=1).to(device).requires_grad_()
+    features = torch.randn(12, FEATURE_DIM, 2, 2, device=device)
+    out = loss(emb, torch.tensor(labels, device=device), features=features)
     assert "dml_loss" in out and all(key.endswith("_loss") for key in out)
     for value in out.values():
         assert value.ndim == 0 and torch.isfinite(value)
@@ -543,7 +558,7 @@ def _kl_rows_np(teacher: np.ndarray, student: np.ndarray) -> float:
         {"pool_aggr": False, "head_hidden": "feature", "combine": "sum"},  # langdml before 2026-12
     ],
 )
-def test_s2sd_total_matches_reference(knobs: dict) -> None:
+def test_s2sd_total_matches_reference(knobs: dict, device: torch.device) -> None:
     kwargs = {
         "target_dims": [6, 9],
         "sim_distill_weight": 2.0,
@@ -553,12 +568,17 @@ def test_s2sd_total_matches_reference(knobs: dict) -> None:
         **knobs,
     }
     torch.manual_seed(0)
-    loss = build_loss("s2sd", NUM_CLASSES, EMBED_DIM, kwargs, feature_dim=FEATURE_DIM).double()
+    loss = build_loss("s2sd", NUM_CLASSES, EMBED_DIM, kwargs, feature_dim=FEATURE_DIM)
+    loss = loss.to(device, torch.float64)  # float64: compared with central differences
     x_np, y_np = make_batch()
     fmap = np.random.default_rng(1).normal(size=(len(y_np), FEATURE_DIM, 2, 3))
     feats = fmap.mean(axis=(2, 3)) + (fmap.max(axis=(2, 3)) if knobs["pool_aggr"] else 0)
     heads = [
-        [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in head if hasattr(m, "weight")]
+        [
+            (m.weight.detach().cpu().numpy(), m.bias.detach().cpu().numpy())
+            for m in head
+            if hasattr(m, "weight")
+        ]
         for head in loss.heads
     ]
     assert heads[0][0][0].shape == ((6, FEATURE_DIM) if knobs["head_hidden"] == "target" else (5, 5))
@@ -579,30 +599,40 @@ def test_s2sd_total_matches_reference(knobs: dict) -> None:
             return (src + np.mean(targets)) / 2 + 2.0 * np.mean(kls) + feat
         return src + sum(targets) + 2.0 * sum(kls) + feat
 
-    emb = torch.tensor(x_np, requires_grad=True)
-    terms = loss(emb, torch.tensor(y_np), features=torch.tensor(fmap))
+    emb = torch.tensor(x_np, requires_grad=True, device=device)
+    terms = loss(emb, torch.tensor(y_np, device=device), features=torch.tensor(fmap, device=device))
     assert set(terms) == {"dml_loss", "s2sd_target_loss", "s2sd_sim_distill_loss", "s2sd_feat_distill_loss"}
     total = sum(terms.values())
     total.backward()
     assert total.item() == pytest.approx(reference(x_np), rel=1e-7)
-    np.testing.assert_allclose(emb.grad.numpy(), numeric_grad(reference, x_np), atol=1e-6, rtol=1e-4)
+    np.testing.assert_allclose(emb.grad.cpu().numpy(), numeric_grad(reference, x_np), atol=1e-6, rtol=1e-4)
 
 
-def test_s2sd_feature_distillation_waits_for_its_delay_and_release_default_has_no_sim_distillation() -> None:
+def batch_tensors(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = make_batch()
+    return torch.tensor(x, dtype=dtype, device=device), torch.tensor(y, device=device)
+
+
+def test_s2sd_feature_distillation_waits_for_its_delay_and_release_default_has_no_sim_distillation(
+    device: torch.device, dtype: torch.dtype
+) -> None:
     loss = build_loss(
         "s2sd", NUM_CLASSES, EMBED_DIM, {"feat_distill_delay": 2, "target_dims": [4]}, feature_dim=FEATURE_DIM
-    )
-    x, y = (torch.tensor(a, dtype=torch.float32) for a in make_batch())
-    feats = torch.randn(len(y), FEATURE_DIM, 2, 2)
+    ).to(device, dtype)
+    x, y = batch_tensors(device, dtype)
+    feats = torch.randn(len(y), FEATURE_DIM, 2, 2, dtype=dtype, device=device)
     values = [loss(x, y, features=feats) for _ in range(3)]
     assert [float(v["s2sd_feat_distill_loss"]) > 0 for v in values] == [False, False, True]
     assert all(float(v["s2sd_sim_distill_loss"]) == 0 for v in values)
 
 
-def test_s2sd_refuses_pooled_features_when_it_must_pool_them_itself() -> None:
+def test_s2sd_refuses_pooled_features_when_it_must_pool_them_itself(
+    device: torch.device, dtype: torch.dtype
+) -> None:
     loss = build_loss("s2sd", NUM_CLASSES, EMBED_DIM, {"target_dims": [4]}, feature_dim=FEATURE_DIM)
-    x, y = (torch.tensor(a, dtype=torch.float32) for a in make_batch())
+    loss = loss.to(device, dtype)
+    x, y = batch_tensors(device, dtype)
     with pytest.raises(ValueError, match="pool_aggr"):
-        loss(x, y, features=torch.randn(len(y), FEATURE_DIM))
+        loss(x, y, features=torch.randn(len(y), FEATURE_DIM, dtype=dtype, device=device))
     with pytest.raises(ConfigError, match="head_hidden"):
         build_loss("s2sd", NUM_CLASSES, EMBED_DIM, {"head_hidden": "wide"}, feature_dim=FEATURE_DIM)

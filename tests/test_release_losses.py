@@ -5,6 +5,9 @@ release's criteria/multisimilarity.py and criteria/s2sd.py (Roth, Vinyals, Akata
 file's `provenance`). Tolerances: the loss to 1e-7 relative, each gradient to 1e-6 of its largest entry (the
 release's own code, run twice on the same inputs, differs by up to ~1e-7 relative in the feature-map
 gradients because beta = 40 and feat_w = 125 amplify rounding).
+
+Every tensor is float64 whatever LANGDML_TEST_DTYPE (the release's numbers are float64, compared at 1e-7);
+the device is LANGDML_TEST_DEVICE's.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TEST_DEVICE
 
 from langdml_core.losses import build_loss
 
@@ -23,12 +27,16 @@ CASES = json.loads((Path(__file__).parent / "fixtures" / "release_losses.json").
 
 
 def t(values) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.float64)
+    return torch.tensor(values, dtype=torch.float64, device=TEST_DEVICE)
+
+
+def integers(values) -> torch.Tensor:
+    return torch.tensor(values, device=TEST_DEVICE)
 
 
 def assert_grad_close(ours: torch.Tensor, release: list) -> None:
     expected = np.asarray(release)
-    assert np.abs(ours.numpy() - expected).max() <= 1e-6 * np.abs(expected).max()
+    assert np.abs(ours.cpu().numpy() - expected).max() <= 1e-6 * np.abs(expected).max()
 
 
 def assert_loss_close(ours: torch.Tensor, release: float) -> None:
@@ -38,8 +46,10 @@ def assert_loss_close(ours: torch.Tensor, release: float) -> None:
 @pytest.mark.parametrize("case", CASES["multisimilarity"], ids=lambda c: f"B={len(c['labels'])}")
 def test_multisimilarity_reproduces_the_release(case: dict) -> None:
     kwargs = {k: case[k] for k in ("alpha", "beta", "base")} | {"epsilon": case["margin"]}
-    labels = torch.tensor(case["labels"])
-    loss = build_loss("multisimilarity", int(labels.max()) + 1, len(case["embeddings"][0]), kwargs).double()
+    labels = integers(case["labels"])
+    loss = build_loss("multisimilarity", int(labels.max()) + 1, len(case["embeddings"][0]), kwargs).to(
+        TEST_DEVICE, torch.float64
+    )
     emb = t(case["embeddings"]).requires_grad_()
     value = loss(emb, labels)["dml_loss"]
     value.backward()
@@ -50,8 +60,10 @@ def test_multisimilarity_reproduces_the_release(case: dict) -> None:
 def test_the_pml_formulation_differs_from_the_release() -> None:
     """The named alternative is really another objective (else the release tests prove nothing)."""
     case = CASES["multisimilarity"][0]
-    labels = torch.tensor(case["labels"])
-    loss = build_loss("multisimilarity", int(labels.max()) + 1, 8, {"formulation": "pml"}).double()
+    labels = integers(case["labels"])
+    loss = build_loss("multisimilarity", int(labels.max()) + 1, 8, {"formulation": "pml"}).to(
+        TEST_DEVICE, torch.float64
+    )
     assert abs(loss(t(case["embeddings"]), labels)["dml_loss"].item() - case["loss"]) > 1e-3
 
 
@@ -59,7 +71,7 @@ def test_the_pml_formulation_differs_from_the_release() -> None:
     "case", CASES["s2sd"], ids=lambda c: f"aggr={c['pool_aggr']}-w={c['sim_distill_weight']}"
 )
 def test_s2sd_reproduces_the_release(case: dict) -> None:
-    labels = torch.tensor(case["labels"])
+    labels = integers(case["labels"])
     fmap = t(case["feature_maps"]).requires_grad_()
     raw = t(case["embeddings_unnormalised"]).requires_grad_()
     kwargs = {
@@ -70,7 +82,8 @@ def test_s2sd_reproduces_the_release(case: dict) -> None:
         "feat_distill_weight": case["feat_distill_weight"],
         "feat_distill_delay": 0 if case["feat_distill_active"] else 10**9,
     }
-    loss = build_loss("s2sd", int(labels.max()) + 1, raw.shape[1], kwargs, feature_dim=fmap.shape[1]).double()
+    loss = build_loss("s2sd", int(labels.max()) + 1, raw.shape[1], kwargs, feature_dim=fmap.shape[1])
+    loss = loss.to(TEST_DEVICE, torch.float64)
     with torch.no_grad():
         for head, weights in zip(loss.heads, case["heads"], strict=True):
             head[0].weight.copy_(t(weights["w1"]))
