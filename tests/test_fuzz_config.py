@@ -232,7 +232,7 @@ def stub_training(monkeypatch):
 
     started = []
     monkeypatch.setattr(
-        langdml_core.train, "train_trial", lambda config: started.append(config) or {"final": {}}
+        langdml_core.train, "train_trial", lambda config, **kw: started.append(config) or {"final": {}}
     )
     return started
 
