@@ -2,7 +2,7 @@
 # On demand (root; uses Debian's postgresql, installed if missing, and pip's psycopg[binary], the driver
 # SQLAlchemy 2.1 picks for postgresql://, into $PYLIB if the venv lacks it): the MLflow database in PostgreSQL, outside the cluster, outlives the head.
 #
-#   sudo cluster/postgres_test.sh          # from anywhere; 2-3 minutes on 2 cores
+#   sudo cluster/postgres_test.sh          # from anywhere; about 4 minutes on 2 busy cores
 #
 # 1. a private PostgreSQL server (its own data directory and port under $WORK; the system's clusters are not
 #    touched), a role `langdml` whose password is only in a pgpass file (PGPASSFILE), a database `langdml`;

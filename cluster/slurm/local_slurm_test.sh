@@ -4,7 +4,7 @@
 # 2 stand-in GPUs as GRES, so the script's --gres line and one-GPU-per-trial path run; no GPU needed: each
 # trial holds one of Ray's GPUs and trains on the CPU).
 #
-#   sudo cluster/slurm/local_slurm_test.sh          # from anywhere; about 10 minutes on 2 cores
+#   sudo cluster/slurm/local_slurm_test.sh          # from anywhere; about 6 minutes on 2 cores
 #
 # Two jobs, as a user would submit them (only --nodes, --cpus-per-task, --mem-per-cpu, --gres and --time
 # differ from the file, on the sbatch command line):
