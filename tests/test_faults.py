@@ -247,7 +247,10 @@ def test_a_nan_trial_fails_alone_and_is_not_retried(tmp_path):
     for source in ("mlflow", "tune"):
         out = tmp_path / f"from_{source}"
         cmd = [sys.executable, "-m", "langdml_core.runner.cli", "report", str(sweep), "--source", source]
-        subprocess.run([*cmd, "--results", str(out), *places], env=env, check=True, capture_output=True)
+        report = subprocess.run(
+            [*cmd, "--results", str(out), *places], env=env, capture_output=True, text=True
+        )
+        assert report.returncode == 0, report.stderr[-3000:]
         frames[source] = pd.read_parquet(out / "tiny" / "trials.parquet").drop(columns="error")
         assert (out / "tiny" / "table.md").read_text() == table, source
     pd.testing.assert_frame_equal(frames["mlflow"], frames["tune"])

@@ -257,7 +257,7 @@ def results_frame(results) -> list[TrialRecord]:
     """One record per trial from Tune's ResultGrid: name, varied values, status, per-epoch history."""
     records = []
     for result in results:
-        trial = resolve_trial(result.config)
+        trial = resolve_trial(result.config or _params(result))
         history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
         records.append(
             TrialRecord(
@@ -270,6 +270,13 @@ def results_frame(results) -> list[TrialRecord]:
             )
         )
     return records
+
+
+def _params(result) -> dict[str, Any]:
+    """A trial's Tune config from its params.json: restored from Tune's files, a trial that failed before its
+    first report (a NaN at epoch 1) has no result.json, hence no ``result.config``."""
+    with result.filesystem.open_input_stream(f"{result.path}/params.json") as stream:
+        return json.loads(stream.read())
 
 
 def check_tracking(uri: str) -> None:
