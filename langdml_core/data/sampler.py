@@ -25,33 +25,41 @@ from torch.utils.data import Sampler
 from langdml_core.errors import ConfigError
 
 
-class ClassBalancedBatchSampler(Sampler[list[int]]):
+class _EpochBatchSampler(Sampler[list[int]]):
+    """What both samplers share: checked sizes, labels as int64, classes, and (seed, epoch) determinism."""
+
+    num_batches: int
+
     def __init__(self, labels, batch_size: int, samples_per_class: int, seed: int = 0):
-        labels = np.asarray(labels, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)
         if batch_size % samples_per_class:
             raise ConfigError(
                 f"batch_size={batch_size} is not a multiple of samples_per_class={samples_per_class}."
             )
-        self.classes = np.unique(labels)
+        self.classes = np.unique(self.labels)
         self.per_batch = batch_size // samples_per_class
-        if self.per_batch > len(self.classes):
-            raise ConfigError(
-                f"A batch of {batch_size} with {samples_per_class} per class needs {self.per_batch} classes, "
-                f"but the training split has only {len(self.classes)}; lower optim.batch_size."
-            )
-        self.labels = labels
         self.batch_size = batch_size
         self.m = samples_per_class
         self.seed = seed
         self.epoch = 0
-        self.index_of = {int(c): np.flatnonzero(labels == c) for c in self.classes}
-        self.num_batches = max(len(labels) // batch_size, math.ceil(len(self.classes) / self.per_batch))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
         return self.num_batches
+
+
+class ClassBalancedBatchSampler(_EpochBatchSampler):
+    def __init__(self, labels, batch_size: int, samples_per_class: int, seed: int = 0):
+        super().__init__(labels, batch_size, samples_per_class, seed)
+        if self.per_batch > len(self.classes):
+            raise ConfigError(
+                f"A batch of {batch_size} with {samples_per_class} per class needs {self.per_batch} classes, "
+                f"but the training split has only {len(self.classes)}; lower optim.batch_size."
+            )
+        self.index_of = {int(c): np.flatnonzero(self.labels == c) for c in self.classes}
+        self.num_batches = max(len(self.labels) // batch_size, math.ceil(len(self.classes) / self.per_batch))
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
@@ -79,38 +87,21 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
             yield [i for c in batch_classes for i in take(c)]
 
 
-class ClassRandomBatchSampler(Sampler[list[int]]):
+class ClassRandomBatchSampler(_EpochBatchSampler):
     """The release's class_random sampler (see the module docstring): draws with replacement, N // B batches."""
 
     def __init__(self, labels, batch_size: int, samples_per_class: int, seed: int = 0):
-        labels = np.asarray(labels, dtype=np.int64)
-        if batch_size % samples_per_class:
-            raise ConfigError(
-                f"batch_size={batch_size} is not a multiple of samples_per_class={samples_per_class}."
-            )
-        if len(labels) < batch_size:
+        super().__init__(labels, batch_size, samples_per_class, seed)
+        if len(self.labels) < batch_size:
             raise ConfigError(
                 f"The release sampler makes N // B batches per epoch, but the training split has only "
-                f"{len(labels)} images for a batch of {batch_size}; lower optim.batch_size."
+                f"{len(self.labels)} images for a batch of {batch_size}; lower optim.batch_size."
             )
-        self.classes = np.unique(labels)
-        self.per_batch = batch_size // samples_per_class
-        self.labels = labels
-        self.batch_size = batch_size
-        self.m = samples_per_class
-        self.seed = seed
-        self.epoch = 0
         # The images of class classes[j] are order[starts[j] : starts[j] + sizes[j]].
-        self.order = np.argsort(labels, kind="stable")
-        self.sizes = np.array([np.count_nonzero(labels == c) for c in self.classes], dtype=np.int64)
+        self.order = np.argsort(self.labels, kind="stable")
+        self.sizes = np.array([np.count_nonzero(self.labels == c) for c in self.classes], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
-        self.num_batches = len(labels) // batch_size
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_batches
+        self.num_batches = len(self.labels) // batch_size
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
