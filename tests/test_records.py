@@ -1,5 +1,7 @@
 """runner/records.py: one typed trial record; what MLflow gives back is what was written."""
 
+import pytest
+
 from langdml_core.runner.records import ERROR_TAG, PLACEMENT_TAGS, TrialRecord, trial_tags, varied_from_tags
 from langdml_core.runner.report import summary_table, trial_rows
 from langdml_core.runner.tracking import TrialRun, ensure_parent_run, records_from_mlflow
@@ -59,3 +61,25 @@ def test_a_sweep_with_a_failed_trial_reads_back_from_mlflow_as_tune_recorded_it(
     assert list(ours.columns) == list(theirs.columns)  # no stray cfg.error column
     assert summary_table(ours) == summary_table(theirs)
     assert "| 0.0001 | 1 | 0 |" in summary_table(ours) and "| 1e+30 | 0 | 1 |" in summary_table(ours)
+
+
+def test_a_new_sqlite_store_is_created_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A driver killed while MLflow migrates a fresh database used to leave a half-migrated file."""
+    import mlflow
+
+    from langdml_core.runner import tracking
+
+    db = tmp_path / "results" / "mlflow.db"
+    real = mlflow.MlflowClient
+
+    def dies_while_migrating(tracking_uri):
+        real(tracking_uri=tracking_uri)  # the temp file may exist now
+        raise KeyboardInterrupt  # the kill
+
+    monkeypatch.setattr(mlflow, "MlflowClient", dies_while_migrating)
+    with pytest.raises(KeyboardInterrupt):
+        tracking.client(f"sqlite:///{db}")
+    assert not db.exists() and not list(db.parent.glob(".mlflow.db.*.tmp"))
+    monkeypatch.setattr(mlflow, "MlflowClient", real)
+    c = tracking.client(f"sqlite:///{db}")
+    assert db.is_file() and c.search_experiments(max_results=1)  # the Default experiment of a migrated store

@@ -37,6 +37,7 @@ SMOKE = {
     "run.max_steps_per_epoch": 2,
     "optim.batch_size": 16,
     "eval.batch_size": 256,
+    "eval.ks": [1, 2],  # the fixture splits of the paper sweeps' smoke runs have a handful of images
     "run.progress": False,
 }
 """What ``--smoke`` changes in every trial (datasets and models stay those of the sweep). A smoke run keeps

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,32 @@ def client(tracking_uri: str):
     import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if tracking_uri.startswith("sqlite:///"):
+        create_sqlite_store(Path(tracking_uri.removeprefix("sqlite:///")))
     return mlflow.MlflowClient(tracking_uri=tracking_uri)
+
+
+def create_sqlite_store(path: Path) -> None:
+    """Create a new MLflow SQLite database whole or not at all: MLflow migrates it in place on first use, so a
+    process killed meanwhile (a driver killed at start) left a half-migrated file that every later run failed
+    on ("duplicate column name"). Migrate a temp file under a lock, then rename it into place."""
+    if path.exists():
+        return
+    import mlflow
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if path.exists():
+            return
+        tmp = path.with_name(
+            f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        )  # MLflow caches stores by URI
+        try:
+            mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def ensure_parent_run(tracking_uri: str, sweep: str, tags: dict[str, str] | None = None) -> tuple[str, str]:
