@@ -68,6 +68,15 @@ def load_latest(directory: Path | None) -> dict[str, Any] | None:
     return None
 
 
+def newest(state: dict[str, Any] | None, directory: Path | None) -> dict[str, Any] | None:
+    """The later of ``state`` (Tune's checkpoint) and the newest checkpoint in ``directory``: a driver killed
+    between a trial's epoch and Tune recording it leaves Tune's checkpoint an epoch behind the trial's own."""
+    local = latest_epoch(directory) if directory is not None else None
+    if state is not None and (local is None or int(state["epoch"]) >= local):
+        return state
+    return load_latest(directory) or state
+
+
 def latest_epoch(directory: Path) -> int | None:
     """The epoch of the newest checkpoint file in ``directory`` (None when there is none)."""
     found = all_checkpoints(directory)

@@ -53,7 +53,10 @@ def claim(out_dir: Path, config: TrialConfig, restart: bool = False) -> Iterator
             discard(out_dir)
         else:
             check_same_run(out_dir, config)
-        (out_dir / CONFIG).write_text(json.dumps(config.to_dict(), indent=2))
+        text = json.dumps(config.to_dict(), indent=2)
+        stored = out_dir / CONFIG
+        if not stored.is_file() or stored.read_text() != text:  # a resumed, finished run changes no file
+            stored.write_text(text)
         yield
     finally:
         lock.release()

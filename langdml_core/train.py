@@ -61,6 +61,13 @@ def run(
     extra_state: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The trial itself, top to bottom; ``train_trial`` holds its directory."""
+    # ---- a finished run is not run again ----------------------------------------------------------
+    state = checkpoint.newest(resume_state, out_dir)
+    if state is not None and int(state["epoch"]) >= cfg.run.epochs:
+        print(f"Already trained {state['epoch']} of {cfg.run.epochs} epochs ({out_dir}); nothing to run.")
+        stored = out_dir / "metrics.json"
+        return json.loads(stored.read_text()) if stored.is_file() else write_metrics(out_dir, state["history"])
+
     # ---- determinism and device --------------------------------------------------------------
     seed_everything(cfg.run.seed)  # random-init backbones draw from here
     if cfg.run.threads:
@@ -119,7 +126,6 @@ def run(
     # ---- resume ---------------------------------------------------------------------------------
     history: list[dict[str, Any]] = []
     start_epoch = 1
-    state = resume_state or checkpoint.load_latest(out_dir)
     if state is not None:
         model.load_state_dict(state["model"])
         criterion.load_state_dict(state["loss"])

@@ -48,6 +48,33 @@ def test_resume_after_a_crash_gives_the_same_result_as_an_uninterrupted_run(tmp_
     assert strip_timing(resumed["history"]) == strip_timing(straight["history"])
 
 
+def test_a_finished_run_is_not_run_again_and_changes_no_file(tmp_path, monkeypatch):
+    first = train_trial(tiny_trial(tmp_path))
+    out = tmp_path / "run"
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    monkeypatch.setattr(train_module, "build_dataset", lambda *a: pytest.fail("the finished run was rebuilt"))
+    again = train_trial(tiny_trial(tmp_path))
+    assert again == first
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_resume_takes_the_newer_of_tunes_checkpoint_and_the_run_directorys(tmp_path):
+    from langdml_core import checkpoint
+
+    states = []
+    train_trial(tiny_trial(tmp_path), on_epoch_end=lambda row, state: states.append(state))
+    out = tmp_path / "run"
+    # Tune recorded epoch 1 only (its driver was killed before epoch 2's report): the directory's epoch 2 wins
+    assert checkpoint.newest(states[0], out)["epoch"] == 2
+    assert checkpoint.newest(states[1], out) is states[1]  # as new as the directory's: no load
+    assert checkpoint.newest(states[0], tmp_path / "elsewhere") is states[0]
+    assert checkpoint.newest(None, tmp_path / "elsewhere") is None
+    (out / "metrics.json").unlink()  # killed between the checkpoint and metrics.json: written from the state
+    summary = train_trial(tiny_trial(tmp_path), resume_state=states[0])
+    assert [row["epoch"] for row in summary["history"]] == [1, 2]
+    assert json.loads((out / "metrics.json").read_text())["history"] == summary["history"]
+
+
 def test_validation_split_is_class_disjoint_and_evaluated(tmp_path):
     summary = train_trial(tiny_trial(tmp_path, **{"data.val_classes": 8, "run.epochs": 1}))
     assert "val/recall_at_1" in summary["final"] and "test/recall_at_1" in summary["final"]

@@ -63,7 +63,9 @@ def trainable(params: dict[str, Any]) -> None:
     }
     config = TrialConfig.from_dict(flat)
 
-    resume_state = resume_from_tune(tune.get_checkpoint())
+    from langdml_core import checkpoint
+
+    resume_state = checkpoint.newest(resume_from_tune(tune.get_checkpoint()), out_dir)
     extra = {"mlflow_run_id": (resume_state or {}).get("extra", {}).get("mlflow_run_id")}
     run = TrialRun(
         tracking["uri"],
@@ -77,6 +79,8 @@ def trainable(params: dict[str, Any]) -> None:
         run.run_id
     )  # None while MLflow is unreachable; the checkpoint keeps it once known
     run.log_params(config.flat())
+    for row in (resume_state or {}).get("history", []):  # epochs trained but not yet logged (idempotent)
+        run.log_epoch(row)
     placement = {
         "node_id": ray.get_runtime_context().get_node_id(),
         "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
