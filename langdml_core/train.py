@@ -44,13 +44,15 @@ def train_trial(
     resume_state: dict[str, Any] | None = None,
     extra_state: dict[str, Any] | None = None,
     restart: bool = False,
+    label: str = "",
 ) -> dict[str, Any]:
     """Train one trial in ``run.out_dir``, resuming the run there unless ``restart``; the directory is
-    locked meanwhile and a stored run with another configuration is refused (``langdml_core.rundir``)."""
+    locked meanwhile and a stored run with another configuration is refused (``langdml_core.rundir``).
+    ``label`` (a sweep's trial name) starts every line the trial prints: Ray interleaves its workers' lines."""
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     out_dir = Path(cfg.run.out_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}").absolute()
     with rundir.claim(out_dir, cfg, restart=restart):
-        return run(cfg, out_dir, on_epoch_end, resume_state, extra_state)
+        return run(cfg, out_dir, on_epoch_end, resume_state, extra_state, label)
 
 
 def run(
@@ -59,14 +61,21 @@ def run(
     on_epoch_end: EpochCallback | None,
     resume_state: dict[str, Any] | None,
     extra_state: dict[str, Any] | None,
+    label: str = "",
 ) -> dict[str, Any]:
     """The trial itself, top to bottom; ``train_trial`` holds its directory."""
+
+    def say(line: str) -> None:
+        print(f"[{label}] {line}" if label else line, flush=True)
+
     # ---- a finished run is not run again ----------------------------------------------------------
     state = checkpoint.newest(resume_state, out_dir)
     if state is not None and int(state["epoch"]) >= cfg.run.epochs:
-        print(f"Already trained {state['epoch']} of {cfg.run.epochs} epochs ({out_dir}); nothing to run.")
+        say(f"Already trained {state['epoch']} of {cfg.run.epochs} epochs ({out_dir}); nothing to run.")
         stored = out_dir / "metrics.json"
-        return json.loads(stored.read_text()) if stored.is_file() else write_metrics(out_dir, state["history"])
+        return (
+            json.loads(stored.read_text()) if stored.is_file() else write_metrics(out_dir, state["history"])
+        )
 
     # ---- determinism and device --------------------------------------------------------------
     seed_everything(cfg.run.seed)  # random-init backbones draw from here
@@ -134,7 +143,7 @@ def run(
         torch.set_rng_state(state["torch_rng"])
         history = list(state["history"])
         start_epoch = int(state["epoch"]) + 1
-        print(f"Resuming from epoch {state['epoch']} ({out_dir})")
+        say(f"Resuming from epoch {state['epoch']} ({out_dir})")
 
     # ---- loop -----------------------------------------------------------------------------------
     steps_per_epoch = (
@@ -191,7 +200,7 @@ def run(
                     row[f"{split}/{key}"] = value
             row["time/eval_seconds"] = time.perf_counter() - eval_started
         history.append(row)
-        print(format_row(row))
+        say(format_row(row))
 
         state = {
             "epoch": epoch,

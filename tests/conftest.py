@@ -8,7 +8,10 @@ the precision from :func:`tolerance`. A test that compares against a numerical g
 reference keeps float64 and takes only the device (it says so where it does).
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LANGDML_CACHE", str(ROOT / ".pytest_cache" / "langdml-cache"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# torch.compile's C++ headers and kernels (hundreds of MB) go to a per-run folder that is removed at exit,
+# not to /tmp/torchinductor_$USER, where they would stay on a CI machine's disk.
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="langdml-inductor-")
+    atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
 
 import torch  # noqa: E402
 

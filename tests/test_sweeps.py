@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from langdml_core.errors import ConfigError
 from langdml_core.runner.sweep_file import load_sweep, trial_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,8 +61,9 @@ def ray_temp(tmp_path) -> str:
 
 
 def run_sweep(tmp_path, *flags, timeout=600, wait=True):
-    env = {**os.environ, "LANGDML_RAY_TEMP_DIR": ray_temp(tmp_path), "RAY_DEDUP_LOGS": "0"}
+    env = {**os.environ, "LANGDML_RAY_TEMP_DIR": ray_temp(tmp_path)}
     env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_DEDUP_LOGS", None)  # langdml's own default is under test
     cmd = [sys.executable, str(TINY), "--results", str(tmp_path / "results"), *flags]
     if not wait:
         return subprocess.Popen(
@@ -112,6 +114,19 @@ def test_sweep_runs_tracks_reports_and_replays(tmp_path):
     finally:
         stop_ray(tmp_path)
     assert "langdml ui" in result.stdout
+    # Ray's console names every trial as the sweep does, shows progress columns, dumps no config, and each
+    # worker line says which trial it is (none folded away as "[repeated 2x]")
+    console = result.stdout + result.stderr
+    for trial in load_sweep(TINY).trials:
+        assert f"Trial {trial.name} started with configuration" in console
+        assert f"[{trial.name}] epoch 2  train/dml_loss=" in console
+    assert "trainable_" not in console and "repeated" not in console
+    assert "data.name" not in console and "optim.batch_size" not in console
+    header = next(line for line in console.splitlines() if "Trial name" in line)
+    assert header.split()[1:-1] == [
+        "Trial", "name", "status", "trial", "iter", "total", "time", "(s)", "epoch", "test/recall_at_1",
+        "test/map_at_r", "train/dml_loss",
+    ]  # fmt: skip
     client, runs = mlflow_runs(tmp_path)
     parents = [r for r in runs if r.data.tags.get("langdml.role") == "parent"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
@@ -125,6 +140,9 @@ def test_sweep_runs_tracks_reports_and_replays(tmp_path):
         history = client.get_metric_history(run.info.run_id, "test/recall_at_1")
         assert [m.step for m in history] == [1, 2]
         assert "pid" not in run.data.metrics and "timestamp" not in run.data.metrics
+        # how the metrics were computed: tags, not metrics
+        assert "test/knn_k" not in run.data.metrics and "test/nmi_seed" not in run.data.metrics
+        assert run.data.tags["eval.test/nmi_seed"] == "0" and int(run.data.tags["eval.test/knn_k"]) > 0
         assert run.data.params["loss.name"] in ("multisimilarity", "margin")
 
     # The report from Tune's files equals the one rebuilt from MLflow.
@@ -254,6 +272,33 @@ def test_fake_gpus_pack_two_trials_per_gpu_and_run_on_cpu(tmp_path):
     assert all(ids.count(i) <= 2 for i in ids)  # at most two trials per GPU id
     metrics = [json.loads((d / "metrics.json").read_text()) for d in trial_dirs(tmp_path)]
     assert all("test/recall_at_1" in m["final"] for m in metrics)  # they ran (on CPU: no CUDA here)
+
+
+def test_resume_refuses_tune_state_of_other_trials_and_names_the_difference(tmp_path):
+    from langdml_core.runner.tune import load_trials, store_trials, trials_table
+
+    full = load_sweep(TINY)
+    smoke = load_sweep(TINY, smoke=True)
+    path = str(tmp_path / "ray" / "tiny")
+    store_trials(path, trials_table(full.trials), resume=False)
+    assert load_trials(path) == trials_table(full.trials)  # JSON's types: it compares equal after a reload
+    store_trials(path, trials_table(full.trials), resume=True)  # the same sweep resumes
+    with pytest.raises(
+        ConfigError, match=r"holds other trials than this sweep \(trials only in the stored st"
+    ):
+        store_trials(path, trials_table(smoke.trials), resume=True)  # e.g. a --smoke run's state
+    longer = load_sweep(TINY, overrides=["run.epochs=3"])
+    with pytest.raises(ConfigError, match=r"\(trial margin/seed=0 run\.epochs: stored 2, sweep 3\)"):
+        store_trials(path, trials_table(longer.trials), resume=True)
+    edited = load_sweep(TINY, overrides=["optim.lr=0.01"])
+    with pytest.raises(ConfigError, match=r"optim\.lr: stored 0\.0001, sweep 0\.01"):
+        store_trials(path, trials_table(edited.trials), resume=True)
+    fewer = trials_table(full.trials[:2])
+    with pytest.raises(ConfigError, match=r"only in the stored state: \['margin/seed=0', 'margin/seed=1'\]"):
+        store_trials(path, fewer, resume=True)
+    assert load_trials(path) == trials_table(full.trials)  # a refusal changes nothing
+    store_trials(path, fewer, resume=False)  # a new experiment records its own trials
+    assert load_trials(path) == fewer
 
 
 def finished_and_running(tmp_path, epochs=3):

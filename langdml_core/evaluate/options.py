@@ -22,6 +22,13 @@ PROVENANCE_KEYS = (
 """Keys of :func:`~langdml_core.evaluate.retrieval_metrics` that say how the metrics were computed (numbers,
 not metrics)."""
 
+
+def is_provenance(key: str) -> bool:
+    """Whether a result key (``knn_k`` or, in a trial's row, ``test/knn_k``) is one of
+    :data:`PROVENANCE_KEYS`: trackers record those as tags, not as metrics."""
+    return key.rpartition("/")[2] in PROVENANCE_KEYS
+
+
 DEFAULT_OPTIONS: dict[str, Any] = {
     "chunk_size": None,  # queries per chunk; None: ~512 MiB of similarities over the chunks in flight
     "knn_backend": "exact",  # "exact" (the chunked pass) or "faiss" (flat inner-product index)

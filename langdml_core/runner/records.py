@@ -26,6 +26,8 @@ PLACEMENT_TAGS = (GPU_IDS_TAG, NODE_ID_TAG)
 SWEEP_FILE_TAG = "langdml.sweep_file"
 RESERVED_TAGS = frozenset({SWEEP_TAG, TRIAL_TAG, ROLE_TAG, ERROR_TAG, SWEEP_FILE_TAG, *PLACEMENT_TAGS})
 """langdml tags that are not swept values."""
+EVAL_TAG_PREFIX = "eval."
+"""Tags ``eval.test/knn_k``, ``eval.test/nmi_seed``, ...: how a trial's metrics were computed."""
 TERMINATED, ERROR = "TERMINATED", "ERROR"
 """A record's status (Tune's words): finished, or failed / never ended."""
 

@@ -20,19 +20,21 @@ from typing import Any
 
 from langdml_core.config import TrialConfig
 from langdml_core.errors import ConfigError
-from langdml_core.runner.places import FINAL_SUFFIX, SEARCH_SUFFIX
+from langdml_core.runner.places import FINAL_SUFFIX, SEARCH_SUFFIX, resolve_places
 from langdml_core.runner.plots import search_plot
 from langdml_core.runner.records import TrialRecord
 from langdml_core.runner.search_spec import SearchSpec
 from langdml_core.runner.sweep_file import Sweep, Trial
 from langdml_core.runner.tune import (
+    claim_state,
     dirname,
     prepare,
-    refuse_overwrite,
     results_frame,
     run_config,
     run_sweep,
-    trainable,
+    trainable_for,
+    trial_name,
+    trials_table,
 )
 
 
@@ -74,7 +76,6 @@ def run_search(sweep, args: argparse.Namespace) -> int:
     from ray.tune.search.optuna import OptunaSearch
 
     spec: SearchSpec = sweep.search
-    started = prepare(sweep, args)
     base = sweep.base_config
     epochs = int(base["run.epochs"])
     if int(base.get("data.val_classes", 0)) <= 0 and spec.metric.startswith("val/"):
@@ -83,17 +84,15 @@ def run_search(sweep, args: argparse.Namespace) -> int:
             f"{base.get('data.val_classes')}; set data.val_classes > 0 (a class-disjoint validation split)."
         )
     space = {key: getattr(tune, dist[0])(dist[1], dist[2]) for key, dist in spec.space.items()}
-    param_space = {
-        "trial": {"name": "search", "config": base, "varied": {}},
-        "search": space,
-        "tracking": started.tracking,
-    }
-    path = started.places.tune_path(sweep.name + SEARCH_SUFFIX)
-    fn = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
-    if args.resume and tune.Tuner.can_restore(path):
+    trials = trials_table([Trial("search", base, {})])
+    param_space = {"trial": "search", "search": space}
+    path = resolve_places(args.results, args.storage, args.tracking_uri).tune_path(sweep.name + SEARCH_SUFFIX)
+    restore = claim_state(sweep.name, path, trials, args.resume)  # before Ray or MLflow start
+    started = prepare(sweep, args)
+    fn = trainable_for(started.tracking, trials, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
+    if restore:
         tuner = tune.Tuner.restore(path, fn, resume_unfinished=True, resume_errored=True)
     else:
-        refuse_overwrite(sweep.name, path, args.resume)
         searcher = OptunaSearch(metric=spec.metric, mode=spec.mode, seed=spec.seed)
         tuner = tune.Tuner(
             fn,
@@ -109,11 +108,12 @@ def run_search(sweep, args: argparse.Namespace) -> int:
                     reduction_factor=spec.reduction_factor,
                 ),
                 num_samples=spec.samples,
+                trial_name_creator=trial_name,
                 trial_dirname_creator=dirname,
             ),
             run_config=run_config(sweep.name + SEARCH_SUFFIX, started.places.storage),
         )
-    records = results_frame(tuner.fit())
+    records = results_frame(tuner.fit(), trials)
     best = best_setting(records, spec, epochs)
     out = started.places.results / sweep.name
     write_search_report(sweep, spec, records, best, out)

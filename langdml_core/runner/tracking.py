@@ -22,6 +22,7 @@ from langdml_core.errors import ConfigError, TrackingError
 from langdml_core.runner.records import (
     ERROR,
     ERROR_TAG,
+    EVAL_TAG_PREFIX,
     ROLE_TAG,
     SWEEP_FILE_TAG,
     SWEEP_TAG,
@@ -219,7 +220,9 @@ class TrialRun:
         self._call(self._flush)
 
     def _flush(self) -> None:
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric, RunTag
+
+        from langdml_core.evaluate.options import is_provenance
 
         while self._pending:
             row = self._pending[0]
@@ -229,9 +232,14 @@ class TrialRun:
                 metrics = [
                     Metric(k, float(v), now, step)
                     for k, v in row.items()
-                    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+                    if isinstance(v, (int, float))
+                    and not isinstance(v, bool)
+                    and math.isfinite(float(v))
+                    and not is_provenance(k)
                 ]
-                self.client.log_batch(self.run_id, metrics=metrics)
+                # how the metrics were computed (knn_k, nmi_seed, ...): tags of the last evaluated epoch
+                tags = [RunTag(f"{EVAL_TAG_PREFIX}{k}", str(v)) for k, v in row.items() if is_provenance(k)]
+                self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
                 self._logged_steps.add(step)
             self._pending.pop(0)
 

@@ -37,11 +37,31 @@ CHECKPOINT_FILE = "checkpoint.pt"
 FAILED_FILE = "failed.json"
 """Written into a trial's directory when it failed deterministically (non-finite loss): retries stop at once."""
 log = logging.getLogger(__name__)
+# Ray folds worker lines that differ only in numbers ("[msim/seed=0] epoch 2 ..." and seed=1) into one
+# "[repeated 2x across cluster]": every trial's lines must stay visible. Ray reads this when first imported.
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
-def trainable(params: dict[str, Any]) -> None:
+TRIALS_FILE = "langdml_trials.json"
+"""Beside Tune's experiment state: every trial's name, swept values and resolved config. Tune's parameter
+space holds only the trial's name (and a search's sampled values), so Ray's console shows
+``msim/plg/seed=0`` instead of a 60-row config; the configs reach trials through ``tune.with_parameters``
+and a restored sweep reads them back from this file (its sweep file may have changed since)."""
+
+Trials = dict[str, dict[str, Any]]
+"""name -> {"config": flat config, "varied": swept values}; ``"search"`` holds a search's base config."""
+
+
+def trials_table(trials) -> Trials:
+    """The table of a sweep's trials (``Sweep.trials``), in JSON's types (tuples become lists)."""
+    return json.loads(json.dumps({t.name: {"config": t.config, "varied": t.varied} for t in trials}))
+
+
+def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) -> None:
     """Ray Tune function trainable around ``train_trial``: threads = CPU share, resume from Tune's
-    checkpoint, per-epoch ``tune.report`` with a checkpoint, and the trial's MLflow run kept in it."""
+    checkpoint, per-epoch ``tune.report`` with a checkpoint, and the trial's MLflow run kept in it.
+    ``tracking`` (MLflow URI and parent run) and ``trials`` come through ``tune.with_parameters``: they
+    stay out of Tune's per-trial files and console."""
     import ray
     import torch
     from ray import tune
@@ -51,7 +71,7 @@ def trainable(params: dict[str, Any]) -> None:
     # A lost tracking server must cost seconds per epoch, not MLflow's default minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
-    trial, tracking = resolve_trial(params), params["tracking"]
+    trial = resolve_trial(params, trials)
     context = tune.get_context()
     cpus = context.get_trial_resources().required_resources.get("CPU", 1)
     out_dir = Path(context.get_trial_dir()).absolute()
@@ -102,10 +122,12 @@ def trainable(params: dict[str, Any]) -> None:
         extra["mlflow_run_id"] = extra["mlflow_run_id"] or run.run_id
         with tempfile.TemporaryDirectory() as directory:
             torch.save(state, Path(directory) / CHECKPOINT_FILE)
-            tune.report(dict(row), checkpoint=tune.Checkpoint.from_directory(directory))
+            tune.report(console_order(row), checkpoint=tune.Checkpoint.from_directory(directory))
 
     try:
-        train_trial(config, on_epoch_end=report, resume_state=resume_state, extra_state=extra)
+        train_trial(
+            config, on_epoch_end=report, resume_state=resume_state, extra_state=extra, label=trial["name"]
+        )
         for artifact in ("config.json", "metrics.json", "plg_pseudo_labels.csv"):
             run.log_artifact(out_dir / artifact)
     except NonFiniteLossError as exc:
@@ -117,6 +139,81 @@ def trainable(params: dict[str, Any]) -> None:
         run.end("FAILED")
         raise
     run.end("FINISHED")
+
+
+CONSOLE_FIRST = ("epoch", "test/recall_at_1", "test/map_at_r", "val/recall_at_1")
+"""Ray's progress table shows the first four metrics of a trial's result: these, in this order."""
+
+
+def console_order(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as Tune gets it: :data:`CONSOLE_FIRST` first, without the evaluation's provenance numbers
+    (``test/knn_k``, ...: MLflow keeps them as tags)."""
+    from langdml_core.evaluate.options import is_provenance
+
+    metrics = {k: v for k, v in row.items() if not is_provenance(k)}
+    return {**{k: metrics[k] for k in CONSOLE_FIRST if k in metrics}, **metrics}
+
+
+def trial_name(trial) -> str:
+    """Tune's name for a trial (console, experiment state, worker lines): the sweep's own name for it."""
+    search = trial.config.get("search")
+    return searched_name(search) if search else trial.config["trial"]
+
+
+def trainable_for(tracking: dict[str, str], trials: Trials, resources: dict[str, float]):
+    """The trainable as Tune runs it: MLflow coordinates and the trials' configs attached, resources
+    requested."""
+    from ray import tune
+
+    return tune.with_resources(tune.with_parameters(trainable, tracking=tracking, trials=trials), resources)
+
+
+def store_trials(experiment_path: str, trials: Trials, resume: bool) -> None:
+    """Write :data:`TRIALS_FILE` for a new experiment; on ``--resume``, refuse stored state that belongs to
+    another sweep (other trial names or configs: e.g. a --smoke run's, or an edited sweep file)."""
+    stored = load_trials(experiment_path) if resume else None
+    if stored is not None and stored != trials:
+        raise ConfigError(
+            f"--resume: the Tune state at {experiment_path} holds other trials than this sweep ({trials_diff(stored, trials)}); "
+            "rerun without --resume and with another --storage to start this sweep, or undo the change."
+        )
+    fs, path = _filesystem(experiment_path)
+    fs.create_dir(path, recursive=True)
+    with fs.open_output_stream(f"{path}/{TRIALS_FILE}") as stream:
+        stream.write(json.dumps(trials, indent=1).encode())
+
+
+def load_trials(experiment_path: str) -> Trials | None:
+    """The experiment's :data:`TRIALS_FILE` (None when there is none)."""
+    import pyarrow.fs
+
+    fs, path = _filesystem(experiment_path)
+    if fs.get_file_info(f"{path}/{TRIALS_FILE}").type == pyarrow.fs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(f"{path}/{TRIALS_FILE}") as stream:
+        return json.loads(stream.read())
+
+
+def trials_diff(stored: Trials, current: Trials) -> str:
+    """The first difference between two trial tables, in words."""
+    if set(stored) != set(current):
+        gone, new = sorted(set(stored) - set(current)), sorted(set(current) - set(stored))
+        return f"trials only in the stored state: {gone[:3]}; only in the sweep: {new[:3]}"
+    for name in sorted(current):
+        old, now = stored[name]["config"], current[name]["config"]
+        for key in sorted(set(old) | set(now)):
+            if old.get(key) != now.get(key):
+                return f"trial {name} {key}: stored {old.get(key)!r}, sweep {now.get(key)!r}"
+    return "the trials' swept values differ"
+
+
+def _filesystem(uri: str):
+    """(pyarrow filesystem, path) for a local path or a URI (s3://, gs://, ...), as Tune's storage uses."""
+    import pyarrow.fs
+
+    if "://" in uri:
+        return pyarrow.fs.FileSystem.from_uri(uri)
+    return pyarrow.fs.LocalFileSystem(), str(Path(uri).absolute())
 
 
 def resume_from_tune(checkpoint) -> dict[str, Any] | None:
@@ -199,6 +296,19 @@ def run_config(name: str, storage_path: str):
     )
 
 
+def claim_state(sweep_name: str, experiment_path: str, trials: Trials, resume: bool) -> bool:
+    """Whether to restore the Tune state at ``experiment_path`` (``--resume`` and restorable). Refuses,
+    before Ray or MLflow start, to overwrite a sweep's state without ``--resume`` or to resume another
+    sweep's; records ``trials`` beside the state."""
+    from ray import tune
+
+    restore = resume and tune.Tuner.can_restore(experiment_path)
+    if not restore:
+        refuse_overwrite(sweep_name, experiment_path, resume)
+    store_trials(experiment_path, trials, resume=restore)
+    return restore
+
+
 def refuse_overwrite(sweep_name: str, experiment_path: str, resume: bool) -> None:
     if not resume and _has_state(experiment_path):
         raise ConfigError(
@@ -207,10 +317,11 @@ def refuse_overwrite(sweep_name: str, experiment_path: str, resume: bool) -> Non
         )
 
 
-def resolve_trial(params: dict[str, Any]) -> dict[str, Any]:
-    """The trial (name, config, varied) behind a Tune config: a grid point, or a search proposal whose
-    sampled values complete the cell's config (``langdml_core.runner.search``)."""
-    trial = params["trial"]
+def resolve_trial(params: dict[str, Any], trials: Trials) -> dict[str, Any]:
+    """The trial (name, config, varied) behind a Tune config: a grid point (its name), or a search proposal
+    whose sampled values complete the cell's config (``langdml_core.runner.search``)."""
+    name = params["trial"]
+    trial = {"name": name, **trials[name]}
     if params.get("search"):
         values = dict(params["search"])
         trial = {"name": searched_name(values), "config": {**trial["config"], **values}, "varied": values}
@@ -222,28 +333,26 @@ def run_sweep(sweep: Sweep, args: argparse.Namespace, tune_name: str | None = No
     (A search sweep runs through ``runner.search.run_search``, which calls this for its retrain.)"""
     from ray import tune
 
+    trials = trials_table(sweep.trials)
+    tune_name = tune_name or sweep.name
+    experiment_path = resolve_places(args.results, args.storage, args.tracking_uri).tune_path(tune_name)
+    restore = claim_state(sweep.name, experiment_path, trials, args.resume)  # before Ray or MLflow start
     started = prepare(sweep, args)
     resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
-    param_space = {
-        "trial": tune.grid_search(
-            [{"name": t.name, "config": t.config, "varied": t.varied} for t in sweep.trials]
-        ),
-        "tracking": started.tracking,
-    }
-    fn = tune.with_resources(trainable, resources)
-    tune_name = tune_name or sweep.name
-    experiment_path = started.places.tune_path(tune_name)
-    if args.resume and tune.Tuner.can_restore(experiment_path):
+    param_space = {"trial": tune.grid_search(list(trials))}
+    fn = trainable_for(started.tracking, trials, resources)
+    if restore:
         tuner = tune.Tuner.restore(
             experiment_path, fn, resume_unfinished=True, resume_errored=True, param_space=param_space
         )
     else:
-        refuse_overwrite(sweep.name, experiment_path, args.resume)
         tuner = tune.Tuner(
             fn,
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                max_concurrent_trials=args.max_concurrent or None, trial_dirname_creator=dirname
+                max_concurrent_trials=args.max_concurrent or None,
+                trial_name_creator=trial_name,
+                trial_dirname_creator=dirname,
             ),
             run_config=run_config(tune_name, started.places.storage),
         )
@@ -251,17 +360,17 @@ def run_sweep(sweep: Sweep, args: argparse.Namespace, tune_name: str | None = No
     failed = [r for r in results if r.error is not None]
     tracking_uri = started.tracking["uri"]
     end_run(tracking_uri, started.tracking["parent_run_id"], "FAILED" if failed else "FINISHED")
-    table = write_report(sweep, results_frame(results), started.places.results / sweep.name)
+    table = write_report(sweep, results_frame(results, trials), started.places.results / sweep.name)
     print(table)
     print(f"\nMLflow: langdml ui --tracking-uri {redact(tracking_uri)}")
     return 1 if failed else 0
 
 
-def results_frame(results) -> list[TrialRecord]:
+def results_frame(results, trials: Trials) -> list[TrialRecord]:
     """One record per trial from Tune's ResultGrid: name, varied values, status, per-epoch history."""
     records = []
     for result in results:
-        trial = resolve_trial(result.config or _params(result))
+        trial = resolve_trial(result.config or _params(result), trials)
         history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
         records.append(
             TrialRecord(
@@ -312,7 +421,7 @@ def _has_state(path: str) -> bool:
 
 
 def dirname(trial) -> str:
-    name = trial.config["trial"]["name"]
+    name = trial_name(trial)
     return re.sub(r"[^\w.=-]+", "_", name)[:100] + f"_{trial.trial_id}"
 
 
@@ -322,4 +431,11 @@ def records_from_tune(experiment_path: str) -> list[TrialRecord]:
 
     if not tune.Tuner.can_restore(experiment_path):
         raise ConfigError(f"No Tune results at {experiment_path}; run the sweep first or pass --storage.")
-    return results_frame(tune.Tuner.restore(experiment_path, trainable).get_results())
+    trials = load_trials(experiment_path)
+    if trials is None:
+        raise ConfigError(
+            f"{experiment_path} has no {TRIALS_FILE} (made by an older langdml); rerun the sweep, or read its "
+            "record from MLflow (langdml report --source mlflow)."
+        )
+    # reading results runs nothing: the trainable only has to carry the same name as the one that ran
+    return results_frame(tune.Tuner.restore(experiment_path, trainable).get_results(), trials)
