@@ -45,14 +45,17 @@ def train_trial(
     extra_state: dict[str, Any] | None = None,
     restart: bool = False,
     label: str = "",
+    local_checkpoints: bool = True,
 ) -> dict[str, Any]:
     """Train one trial in ``run.out_dir``, resuming the run there unless ``restart``; the directory is
     locked meanwhile and a stored run with another configuration is refused (``langdml_core.rundir``).
-    ``label`` (a sweep's trial name) starts every line the trial prints: Ray interleaves its workers' lines."""
+    ``label`` (a sweep's trial name) starts every line the trial prints: Ray interleaves its workers' lines.
+    ``local_checkpoints=False``: no checkpoint files of its own in ``run.out_dir`` (under Tune, whose
+    checkpoints, made in ``on_epoch_end``, are the trial's one checkpoint home)."""
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     out_dir = Path(cfg.run.out_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}").absolute()
     with rundir.claim(out_dir, cfg, restart=restart):
-        return run(cfg, out_dir, on_epoch_end, resume_state, extra_state, label)
+        return run(cfg, out_dir, on_epoch_end, resume_state, extra_state, label, local_checkpoints)
 
 
 def run(
@@ -62,6 +65,7 @@ def run(
     resume_state: dict[str, Any] | None,
     extra_state: dict[str, Any] | None,
     label: str = "",
+    local_checkpoints: bool = True,
 ) -> dict[str, Any]:
     """The trial itself, top to bottom; ``train_trial`` holds its directory."""
 
@@ -72,10 +76,7 @@ def run(
     state = checkpoint.newest(resume_state, out_dir)
     if state is not None and int(state["epoch"]) >= cfg.run.epochs:
         say(f"Already trained {state['epoch']} of {cfg.run.epochs} epochs ({out_dir}); nothing to run.")
-        stored = out_dir / "metrics.json"
-        return (
-            json.loads(stored.read_text()) if stored.is_file() else write_metrics(out_dir, state["history"])
-        )
+        return write_metrics(out_dir, state["history"], only_if_changed=True)
 
     # ---- determinism and device --------------------------------------------------------------
     seed_everything(cfg.run.seed)  # random-init backbones draw from here
@@ -212,11 +213,12 @@ def run(
             "history": history,
             "extra": dict(extra_state or {}),  # e.g. the MLflow run id of a Tune trial
         }
-        checkpoint.save(out_dir, epoch, state)
-        write_metrics(out_dir, history)
-        if on_epoch_end is not None:
+        if local_checkpoints:
+            checkpoint.save(out_dir, epoch, state)
+        if on_epoch_end is not None:  # under Tune: reports the epoch and stores its checkpoint
             on_epoch_end(row, state)
-    return write_metrics(out_dir, history)
+        write_metrics(out_dir, history)  # after the checkpoint: metrics.json never runs ahead of it
+    return write_metrics(out_dir, history, only_if_changed=True)
 
 
 # ---- helpers used above ---------------------------------------------------------------------------
@@ -300,12 +302,18 @@ def build_optimizer(cfg: TrialConfig, model: torch.nn.Module, criterion) -> torc
     return optimizer_cls(groups)
 
 
-def write_metrics(out_dir: Path, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """metrics.json: the last evaluated epoch's metrics as ``final``, the time split, the per-epoch history."""
+def write_metrics(
+    out_dir: Path, history: list[dict[str, Any]], only_if_changed: bool = False
+) -> dict[str, Any]:
+    """metrics.json: the last evaluated epoch's metrics as ``final``, the time split, the per-epoch history.
+    ``only_if_changed``: leave the file (and its mtime) alone when it already says exactly this."""
     evaluated = [row for row in history if any(k.startswith("test/") for k in row)]
     summary = {"final": evaluated[-1] if evaluated else {}, "timing": timing(history), "history": history}
-    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    text = json.dumps(summary, indent=2)
+    path = out_dir / "metrics.json"
+    if not (only_if_changed and path.is_file() and path.read_text() == text):
+        path.write_text(text)
+    return json.loads(text)
 
 
 def timing(history: list[dict[str, Any]]) -> dict[str, float]:

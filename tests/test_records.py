@@ -83,3 +83,40 @@ def test_a_new_sqlite_store_is_created_whole_or_not_at_all(tmp_path, monkeypatch
     monkeypatch.setattr(mlflow, "MlflowClient", real)
     c = tracking.client(f"sqlite:///{db}")
     assert db.is_file() and c.search_experiments(max_results=1)  # the Default experiment of a migrated store
+
+
+def test_the_parent_run_carries_the_report_the_shared_settings_and_the_sweep_file(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import mlflow
+
+    from langdml_core.runner.sweep_file import load_sweep
+    from langdml_core.runner.tracking import DESCRIPTION_LIMIT, parent_run_id, record_report
+
+    monkeypatch.chdir(tmp_path)  # MLflow's own default would put artifacts in ./mlruns here
+    sweep = load_sweep(Path(__file__).parent / "fixtures" / "tiny_sweep.py")
+    uri = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
+    assert parent_run_id(uri, "tiny") is None
+    _, run_id = ensure_parent_run(uri, "tiny")
+    assert parent_run_id(uri, "tiny") == run_id
+    report = tmp_path / "results" / "tiny"
+    report.mkdir()
+    (report / "table.md").write_text("| loss.name | recall_at_1 |\n|---|---|\n| margin | 5.1 |\n")
+    (report / "curves.png").write_bytes(b"\x89PNG")
+    assert record_report(uri, run_id, sweep, report, (report / "table.md").read_text())
+    assert record_report(uri, run_id, sweep, report, "again")  # a resumed sweep or `langdml report` again
+
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(run_id)
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("A tiny sweep for the sweep-service tests") and note.endswith("again")
+    assert run.data.params["sweep.trials"] == "4" and run.data.params["sweep.varied"] == "loss.name,run.seed"
+    assert run.data.params["optim.batch_size"] == "16" and "loss.name" not in run.data.params
+    listed = {a.path for folder in ("report", "sweep") for a in client.list_artifacts(run_id, folder)}
+    assert listed == {"report/table.md", "report/curves.png", "sweep/tiny_sweep.py"}
+    # artifacts live beside the SQLite store, not in the working directory
+    assert run.info.artifact_uri.startswith((tmp_path / "results" / "mlartifacts" / "tiny").as_uri())
+    assert not (tmp_path / "mlruns").exists()
+    long = "x" * (DESCRIPTION_LIMIT + 500)
+    assert record_report(uri, run_id, sweep, report, long)
+    assert len(client.get_run(run_id).data.tags["mlflow.note.content"]) <= DESCRIPTION_LIMIT

@@ -122,7 +122,7 @@ def test_sweep_runs_tracks_reports_and_replays(tmp_path):
         assert f"[{trial.name}] epoch 2  train/dml_loss=" in console
     assert "trainable_" not in console and "repeated" not in console
     assert "data.name" not in console and "optim.batch_size" not in console
-    header = next(line for line in console.splitlines() if "Trial name" in line)
+    header = [line for line in console.splitlines() if "Trial name" in line][-1]  # the final table
     assert header.split()[1:-1] == [
         "Trial", "name", "status", "trial", "iter", "total", "time", "(s)", "epoch", "test/recall_at_1",
         "test/map_at_r", "train/dml_loss",
@@ -131,6 +131,13 @@ def test_sweep_runs_tracks_reports_and_replays(tmp_path):
     parents = [r for r in runs if r.data.tags.get("langdml.role") == "parent"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    # the parent run is the sweep's record: its report as the description, the report's files as artifacts
+    assert "| multisimilarity | 2 | 0 |" in parents[0].data.tags["mlflow.note.content"]
+    assert {a.path for a in client.list_artifacts(parents[0].info.run_id, "report")} >= {
+        "report/table.md",
+        "report/curves.png",
+        "report/trials.parquet",
+    }
     assert sorted(r.data.tags["langdml.trial"] for r in children) == sorted(
         t.name for t in load_sweep(TINY).trials
     )
@@ -299,6 +306,28 @@ def test_resume_refuses_tune_state_of_other_trials_and_names_the_difference(tmp_
     assert load_trials(path) == trials_table(full.trials)  # a refusal changes nothing
     store_trials(path, fewer, resume=False)  # a new experiment records its own trials
     assert load_trials(path) == fewer
+
+
+@pytest.mark.slow
+def test_a_trial_keeps_one_checkpoint_home_and_at_most_two_checkpoints_in_storage(tmp_path):
+    import torch
+
+    try:
+        run_sweep(tmp_path, "--seeds", "1", "--max-concurrent", "2", "--set", "run.epochs=5")
+    finally:
+        stop_ray(tmp_path)
+    dirs = trial_dirs(tmp_path)
+    assert len(dirs) == 2
+    for d in dirs:
+        assert not list(d.glob("checkpoint_epoch*.pt"))  # no second copy of the state beside Tune's
+        folders = sorted(d.glob("checkpoint_0*"))
+        assert len(folders) == 2, folders  # the newest two of five epochs
+        newest = folders[-1] / "checkpoint.pt"
+        assert torch.load(newest, weights_only=True)["epoch"] == 5
+        total = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+        one = newest.stat().st_size
+        print(f"{d.name}: {total} bytes in storage, one checkpoint {one} bytes")
+        assert total < 2 * one + 512 * 1024  # two checkpoints and small text files (logs, metrics, config)
 
 
 def finished_and_running(tmp_path, epochs=3):

@@ -177,7 +177,14 @@ def _report(args: argparse.Namespace) -> int:
         from langdml_core.runner.search import report_search
 
         records = report_search(sweep, records, places.results / sweep.name)
-    print(write_report(sweep, records, places.results / sweep.name))
+    text = write_report(sweep, records, places.results / sweep.name)
+    if args.source == "mlflow" or args.sync_mlflow:  # MLflow answered: the parent run gets the new report
+        from langdml_core.runner.tracking import parent_run_id, record_report
+
+        run_id = parent_run_id(places.tracking_uri, sweep.name)
+        if run_id is not None:
+            record_report(places.tracking_uri, run_id, sweep, places.results / sweep.name, text)
+    print(text)
     return 0
 
 

@@ -35,6 +35,11 @@ from langdml_core.runner.records import (
 
 log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
+NOTE_TAG = "mlflow.note.content"
+"""A run's description, rendered as markdown in the MLflow UI."""
+DESCRIPTION_LIMIT = 8000
+"""MLflow's longest tag value."""
+ARTIFACTS_DIR = "mlartifacts"
 
 
 def _tracking_errors() -> tuple[type[BaseException], ...]:
@@ -79,13 +84,12 @@ def ensure_parent_run(tracking_uri: str, sweep: str, tags: dict[str, str] | None
     """(experiment id, parent run id) for a sweep; an existing unfinished or finished parent is reused."""
     c = client(tracking_uri)
     experiment = c.get_experiment_by_name(sweep)
-    experiment_id = experiment.experiment_id if experiment else c.create_experiment(sweep)
-    found = c.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{ROLE_TAG}` = 'parent'",
-        max_results=1,
-        order_by=["attributes.start_time ASC"],
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else c.create_experiment(sweep, artifact_location=artifact_location(tracking_uri, sweep))
     )
+    found = _parent_runs(c, experiment_id, sweep)
     if found:
         run_id = found[0].info.run_id
         if found[0].info.status != "RUNNING":
@@ -95,6 +99,88 @@ def ensure_parent_run(tracking_uri: str, sweep: str, tags: dict[str, str] | None
         experiment_id, run_name=sweep, tags={SWEEP_TAG: sweep, ROLE_TAG: "parent", **(tags or {})}
     )
     return experiment_id, run.info.run_id
+
+
+def parent_run_id(tracking_uri: str, sweep: str) -> str | None:
+    """The sweep's parent run, without changing anything (None when the sweep has none)."""
+    c = client(tracking_uri)
+    experiment = c.get_experiment_by_name(sweep)
+    found = _parent_runs(c, experiment.experiment_id, sweep) if experiment else []
+    return found[0].info.run_id if found else None
+
+
+def _parent_runs(c, experiment_id: str, sweep: str) -> list:
+    return c.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{ROLE_TAG}` = 'parent'",
+        max_results=1,
+        order_by=["attributes.start_time ASC"],
+    )
+
+
+def artifact_location(tracking_uri: str, sweep: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a SQLite store, ``<results>/mlartifacts/<sweep>``
+    (MLflow's own default is ``./mlruns`` in whatever directory the driver ran); a server decides for itself."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    folder = re.sub(r"[^\w.=-]+", "_", sweep)
+    return (Path(tracking_uri.removeprefix("sqlite:///")).parent / ARTIFACTS_DIR / folder).as_uri()
+
+
+def record_report(tracking_uri: str, run_id: str, sweep, report_dir: Path, text: str) -> bool:
+    """Make a sweep's parent run its readable record: the report as the run's description (rendered in the
+    UI), the report folder's files (table.md, plots, trials.parquet) and the sweep file as artifacts, and the
+    settings every trial shares as params. Warns and returns False when MLflow cannot be reached."""
+    from mlflow.entities import Param
+
+    c = client(tracking_uri)
+    shared = _shared_config(sweep.trials)
+    doc = (getattr(sweep.module, "__doc__", None) or "").strip()
+    description = (f"{doc}\n\n" if doc else "") + text
+    if len(description) > DESCRIPTION_LIMIT:
+        description = (
+            description[: DESCRIPTION_LIMIT - 80] + "\n\n... (cut here: the whole report is report/table.md)"
+        )
+    try:
+        c.set_tag(run_id, NOTE_TAG, description)
+        params = [Param(k, _param_value(v)) for k, v in sorted(shared.items())]
+        params += [
+            Param("sweep.trials", str(len(sweep.trials))),
+            Param("sweep.varied", ",".join(_varied_keys(sweep))),
+        ]
+        existing = c.get_run(run_id).data.params
+        params = [p for p in params if p.key not in existing]  # a resumed sweep logs them once
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+            c.log_batch(run_id, params=params[start : start + 100])
+        for path in sorted(Path(report_dir).iterdir()):
+            if path.is_file():
+                c.log_artifact(run_id, str(path), artifact_path="report")
+        c.log_artifact(run_id, str(sweep.path), artifact_path="sweep")
+    except Exception as exc:
+        if not isinstance(exc, _tracking_errors()):
+            raise
+        log.warning(
+            "MLflow at %s did not take the sweep's report (%s); the parent run has none yet (rerun `langdml report`).",
+            redact(tracking_uri),
+            str(exc).splitlines()[0][:300],
+        )
+        return False
+    return True
+
+
+def _shared_config(trials) -> dict[str, Any]:
+    """The config values all trials share (the sweep's fixed settings)."""
+    if not trials:
+        return {}
+    first = trials[0].config
+    return {k: v for k, v in first.items() if all(t.config.get(k) == v for t in trials[1:])}
+
+
+def _varied_keys(sweep) -> list[str]:
+    keys: dict[str, None] = {}
+    for trial in sweep.trials:
+        keys.update(dict.fromkeys(trial.varied))
+    return list(keys)
 
 
 def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> bool:

@@ -31,7 +31,7 @@ from langdml_core.runner.records import (
 from langdml_core.runner.report import write_report
 from langdml_core.runner.search_spec import searched_name
 from langdml_core.runner.sweep_file import Sweep
-from langdml_core.runner.tracking import TrialRun, end_run, ensure_parent_run, redact
+from langdml_core.runner.tracking import TrialRun, end_run, ensure_parent_run, record_report, redact
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FAILED_FILE = "failed.json"
@@ -83,9 +83,10 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
     }
     config = TrialConfig.from_dict(flat)
 
-    from langdml_core import checkpoint
-
-    resume_state = checkpoint.newest(resume_from_tune(tune.get_checkpoint()), out_dir)
+    storage = context.get_storage()
+    resume_state = resume_from_tune(
+        tune.get_checkpoint(), (storage.storage_filesystem, storage.trial_fs_path)
+    )
     extra = {"mlflow_run_id": (resume_state or {}).get("extra", {}).get("mlflow_run_id")}
     run = TrialRun(
         tracking["uri"],
@@ -125,8 +126,13 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
             tune.report(console_order(row), checkpoint=tune.Checkpoint.from_directory(directory))
 
     try:
-        train_trial(
-            config, on_epoch_end=report, resume_state=resume_state, extra_state=extra, label=trial["name"]
+        train_trial(  # Tune's checkpoints are the trial's one checkpoint home: none of its own besides
+            config,
+            on_epoch_end=report,
+            resume_state=resume_state,
+            extra_state=extra,
+            label=trial["name"],
+            local_checkpoints=False,
         )
         for artifact in ("config.json", "metrics.json", "plg_pseudo_labels.csv"):
             run.log_artifact(out_dir / artifact)
@@ -216,30 +222,51 @@ def _filesystem(uri: str):
     return pyarrow.fs.LocalFileSystem(), str(Path(uri).absolute())
 
 
-def resume_from_tune(checkpoint) -> dict[str, Any] | None:
-    """The state in Tune's checkpoint; when it cannot be read, the previous Tune checkpoint of the same trial
-    (local storage), else None (train_trial then falls back to the trial directory's own checkpoints)."""
+def resume_from_tune(checkpoint, trial_folder: tuple[Any, str] | None = None) -> dict[str, Any] | None:
+    """The newest readable training state among a trial's checkpoint folders in Tune's storage, or None.
+
+    ``checkpoint`` is the one Tune recorded; ``trial_folder`` (pyarrow filesystem, path) is where the trial's
+    checkpoint folders live, so that one persisted after it (the worker uploads a checkpoint before the
+    driver records it: a driver killed in between) is found too. A truncated or corrupt newest checkpoint
+    (a node lost mid-upload) is skipped with a warning."""
+    import io
+
     import torch
 
-    if checkpoint is None:
-        return None
-    candidates = [checkpoint.path]
-    if checkpoint.filesystem.type_name == "local":
-        parent = Path(checkpoint.path).parent
-        candidates += [
-            str(p) for p in sorted(parent.glob("checkpoint_*"), reverse=True) if str(p) != checkpoint.path
-        ]
-    for path in candidates:
+    candidates: dict[str, Any] = {}  # path -> filesystem
+    if trial_folder is not None:
+        fs, folder = trial_folder
+        candidates |= {p: fs for p in _checkpoint_folders(fs, folder)}
+    if checkpoint is not None:
+        candidates.setdefault(checkpoint.path, checkpoint.filesystem)
+        candidates |= {
+            p: checkpoint.filesystem
+            for p in _checkpoint_folders(
+                checkpoint.filesystem, checkpoint.path.rstrip("/").rpartition("/")[0]
+            )
+        }
+    for path in sorted(candidates, key=lambda p: p.rstrip("/").rpartition("/")[2], reverse=True):
         try:
-            if path == checkpoint.path:
-                with checkpoint.as_directory() as directory:
-                    return torch.load(
-                        Path(directory) / CHECKPOINT_FILE, map_location="cpu", weights_only=True
-                    )
-            return torch.load(Path(path) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+            with candidates[path].open_input_stream(f"{path}/{CHECKPOINT_FILE}") as stream:
+                return torch.load(io.BytesIO(stream.read()), map_location="cpu", weights_only=True)
         except Exception as exc:  # truncated or corrupt file: say so and try the previous one
             log.warning("Tune checkpoint %s is unreadable (%s); falling back to the previous one.", path, exc)
     return None
+
+
+def _checkpoint_folders(fs, folder: str) -> list[str]:
+    """Tune's checkpoint_NNNNNN folders directly under ``folder`` (none when it does not exist)."""
+    import pyarrow.fs
+
+    try:
+        found = fs.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True))
+    except OSError:
+        return []
+    return [
+        info.path
+        for info in found
+        if info.type == pyarrow.fs.FileType.Directory and re.fullmatch(r"checkpoint_\d+", info.base_name)
+    ]
 
 
 @dataclass
@@ -360,7 +387,9 @@ def run_sweep(sweep: Sweep, args: argparse.Namespace, tune_name: str | None = No
     failed = [r for r in results if r.error is not None]
     tracking_uri = started.tracking["uri"]
     end_run(tracking_uri, started.tracking["parent_run_id"], "FAILED" if failed else "FINISHED")
-    table = write_report(sweep, results_frame(results, trials), started.places.results / sweep.name)
+    report_dir = started.places.results / sweep.name
+    table = write_report(sweep, results_frame(results, trials), report_dir)
+    record_report(tracking_uri, started.tracking["parent_run_id"], sweep, report_dir, table)
     print(table)
     print(f"\nMLflow: langdml ui --tracking-uri {redact(tracking_uri)}")
     return 1 if failed else 0
