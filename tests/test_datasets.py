@@ -393,3 +393,15 @@ def test_folder_requires_disjoint_classes_and_both_splits(tmp_path):
     write_images(only_train / "train" / "cat", ["c.jpg"])
     with pytest.raises(DatasetError, match=r"only_train/test' is not a directory"):
         folder.build_folder(only_train)
+
+
+def test_no_root_anywhere_names_both_ways_to_give_one(monkeypatch):
+    from langdml_core.data import check_command
+
+    monkeypatch.delenv("LANGDML_DATA_ROOT", raising=False)
+    with pytest.raises(DatasetError) as raised:
+        check_command("cub200", "", "auto", True, False)
+    assert str(raised.value) == (
+        "cub200: no dataset root given: set data.root (--root DIR for `langdml data check`) to the dataset's "
+        "folder, or LANGDML_DATA_ROOT to the folder that holds cub200/."
+    )

@@ -1,5 +1,8 @@
 """runner/places.py: one function resolves Tune storage, the MLflow URI and a sweep's Tune experiments."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 from langdml_core.runner.places import resolve_places, tune_experiments
@@ -38,3 +41,22 @@ def test_a_relative_storage_becomes_absolute(clean_env, tmp_path):
 def test_a_search_has_two_tune_experiments():
     assert tune_experiments("demo") == ["demo"]
     assert tune_experiments("tune_omega", search=True) == ["tune_omega-search", "tune_omega-final"]
+
+
+def test_the_ui_hint_is_a_command_that_works_here(clean_env, tmp_path, monkeypatch):
+    import sys
+
+    from langdml_core.runner.places import ui_command
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the venv not activated: its langdml by path
+    script = str(Path(sys.executable).parent / "langdml")  # by its full path from outside the repository
+    assert ui_command(resolve_places("results")) == f"{script} ui"  # the default store: nothing to add
+    assert ui_command(resolve_places("elsewhere")) == f"{script} ui --results elsewhere"
+    secret = resolve_places("results", tracking_uri="http://alice:pw@host:5000")
+    assert ui_command(secret) == f"{script} ui --tracking-uri http://***@host:5000"
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # activated: plain `langdml`
+    assert ui_command(resolve_places("results")) == "langdml ui"
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.chdir(Path(sys.executable).parents[2])  # the repository root: .venv/bin/langdml
+    assert ui_command(resolve_places(tmp_path / "results")).startswith(".venv/bin/langdml ui --results ")

@@ -32,8 +32,25 @@ def ui_command(monkeypatch):
     """`langdml ui` with the server start replaced by recording its command line."""
     import subprocess
 
+    from langdml_core.runner import cli
+
     calls = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+
+    class Server:  # answers at once, ends with exit code 0
+        pid, returncode = 1 << 22, 0
+
+        def __init__(self, cmd, **kwargs):
+            calls.append(cmd)
+
+        def poll(self):
+            return None
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Server)
+    monkeypatch.setattr(cli, "answers", lambda url: True)
+    monkeypatch.setattr(cli, "port_free", lambda host, port: True)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return calls
 

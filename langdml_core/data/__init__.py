@@ -47,7 +47,12 @@ def resolve_root(cfg: DataConfig) -> str:
     if cfg.root or cfg.name == "demo":
         return cfg.root
     base = os.environ.get("LANGDML_DATA_ROOT", "")
-    return os.path.join(base, cfg.name) if base else ""
+    if not base:
+        raise DatasetError(
+            f"{cfg.name}: no dataset root given: set data.root (--root DIR for `langdml data check`) to the "
+            f"dataset's folder, or LANGDML_DATA_ROOT to the folder that holds {cfg.name}/."
+        )
+    return os.path.join(base, cfg.name)
 
 
 def loader_images(

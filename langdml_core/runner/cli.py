@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -123,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:  # expected mistakes: one sentence; anything else keeps its traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `langdml config | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     return 0
 
 
@@ -189,21 +197,69 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    """``mlflow ui`` on the sweep's store: refuses a busy port, warns when open beyond this machine, prints
+    its address once it answers, and takes its workers down with it (Ctrl-C or SIGTERM)."""
     uri = resolve_places(args.results, tracking_uri=args.tracking_uri).tracking_uri
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-    ]
-    print(f"MLflow UI for {redact(uri)} at http://{args.host}:{args.port} (Ctrl-C to stop)")
-    return subprocess.call(cmd)
+    if args.host not in LOOPBACK:
+        print(
+            f"warning: --host {args.host} serves the MLflow UI, and every run's data, to the network without a "
+            "password; use the default 127.0.0.1 (and an SSH tunnel) unless that is what you want.",
+            file=sys.stderr,
+        )
+    if not port_free(args.host, args.port):
+        raise ConfigError(f"Port {args.port} on {args.host} is in use; pass another --port (e.g. 5001).")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    cmd += ["--host", args.host, "--port", str(args.port)]
+    server = subprocess.Popen(cmd, start_new_session=True)  # its own group: stopped whole, below
+
+    def stop(*_):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+        sys.exit(0)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        address = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
+        while server.poll() is None and not answers(address + "/health"):
+            time.sleep(0.5)
+        if server.poll() is not None:
+            print(f"error: the MLflow UI stopped at start (exit code {server.returncode}).", file=sys.stderr)
+            return server.returncode or 1
+        print(f"MLflow UI for {redact(uri)} at http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+        return server.wait()
+    except KeyboardInterrupt:
+        stop()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (mlflow ui itself only logs a busy port and exits 0)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def _show_config(as_json: bool) -> int:

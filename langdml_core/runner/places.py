@@ -58,3 +58,23 @@ def tune_experiments(sweep_name: str, search: bool = False) -> list[str]:
     """The Tune experiments of a sweep: its name; for a search, ``<name>-search`` then ``<name>-final``.
     The MLflow experiment is always the sweep's name."""
     return [sweep_name + SEARCH_SUFFIX, sweep_name + FINAL_SUFFIX] if search else [sweep_name]
+
+
+def ui_command(places: Places) -> str:
+    """The command that opens the MLflow UI on this sweep's record, as it can be typed here: the venv's
+    ``langdml`` by its path when it is not on PATH, ``--results`` only when not the default, the tracking
+    URI only when it is not the results folder's own database (credentials never shown)."""
+    import shutil
+    import sys
+
+    from langdml_core.runner.tracking import redact
+
+    script = Path(sys.executable).parent / "langdml"
+    command = "langdml"
+    if shutil.which("langdml") != str(script) and script.exists():
+        relative = os.path.relpath(script)  # .venv/bin/langdml from the repository root
+        command = relative if not relative.startswith("..") else str(script)
+    if places.tracking_uri != default_tracking_uri(places.results):
+        return f"{command} ui --tracking-uri {redact(places.tracking_uri)}"
+    results = os.path.relpath(places.results)
+    return f"{command} ui" + ("" if results == "results" else f" --results {results}")

@@ -17,7 +17,7 @@ from typing import Any
 
 from langdml_core.config import TrialConfig
 from langdml_core.errors import ConfigError, NonFiniteLossError, TrackingError
-from langdml_core.runner.places import Places, resolve_places
+from langdml_core.runner.places import Places, resolve_places, ui_command
 from langdml_core.runner.records import (
     ERROR,
     ERROR_TAG,
@@ -391,7 +391,7 @@ def run_sweep(sweep: Sweep, args: argparse.Namespace, tune_name: str | None = No
     table = write_report(sweep, results_frame(results, trials), report_dir)
     record_report(tracking_uri, started.tracking["parent_run_id"], sweep, report_dir, table)
     print(table)
-    print(f"\nMLflow: langdml ui --tracking-uri {redact(tracking_uri)}")
+    print(f"\nBrowse the sweep's MLflow record: {ui_command(started.places)}")
     return 1 if failed else 0
 
 
