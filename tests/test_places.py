@@ -1,6 +1,5 @@
 """runner/places.py: one function resolves Tune storage, the MLflow URI and a sweep's Tune experiments."""
 
-import os
 from pathlib import Path
 
 import pytest
