@@ -330,6 +330,37 @@ def test_a_trial_keeps_one_checkpoint_home_and_at_most_two_checkpoints_in_storag
         assert total < 2 * one + 512 * 1024  # two checkpoints and small text files (logs, metrics, config)
 
 
+def test_gpus_are_reserved_per_trial_by_default_and_unreserved_cuda_is_refused():
+    from langdml_core.runner.tune import gpus_per_trial, trial_device
+
+    trials = load_sweep(TINY).trials
+    assert gpus_per_trial(None, trials, cluster_gpus=2) == 1.0  # GPUs in the cluster: one per trial
+    assert gpus_per_trial(None, trials, cluster_gpus=0) == 0.0
+    assert gpus_per_trial(0.5, trials, cluster_gpus=2) == 0.5  # a flag wins
+    assert gpus_per_trial(0, trials, cluster_gpus=2) == 0.0  # asked: trials then run on the CPU
+    cuda = load_sweep(TINY, overrides=["run.device=cuda"]).trials
+    with pytest.raises(ConfigError) as refused:
+        gpus_per_trial(0, cuda, cluster_gpus=2)
+    assert str(refused.value) == (
+        "run.device='cuda' but --gpus-per-trial is 0 (the cluster has 2 GPUs): a trial would use a GPU no one "
+        "reserved for it; pass --gpus-per-trial 1 (or 0.5 to share one), or use run.device=auto."
+    )
+    # inside a trial: no GPU reserved -> CPU, whatever the node has; a reserved one -> CUDA as asked
+    assert trial_device("auto", []) == "cpu"
+    assert trial_device("auto", ["0"]) == "auto" and trial_device("cuda:0", ["1"]) == "cuda:0"
+
+
+@pytest.mark.slow
+def test_a_local_ray_with_gpus_reserves_one_per_trial_without_being_asked(tmp_path):
+    try:
+        result = run_sweep(tmp_path, "--seeds", "1", "--local-gpus", "2", "--set", "run.epochs=1")
+    finally:
+        stop_ray(tmp_path)
+    assert "Reserving 1 GPU per trial (2 in the cluster" in result.stdout
+    placements = [json.loads((d / "placement.json").read_text()) for d in trial_dirs(tmp_path)]
+    assert len(placements) == 2 and all(len(p["gpu_ids"]) == 1 for p in placements)
+
+
 def finished_and_running(tmp_path, epochs=3):
     done, running = [], []
     for d in trial_dirs(tmp_path):

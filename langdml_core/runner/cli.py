@@ -307,8 +307,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gpus-per-trial",
         type=float,
-        default=float(os.environ.get("LANGDML_GPUS_PER_TRIAL") or 0),
-        help="GPUs per trial (fractional allowed; env LANGDML_GPUS_PER_TRIAL, set on cluster nodes)",
+        default=float(os.environ["LANGDML_GPUS_PER_TRIAL"])
+        if os.environ.get("LANGDML_GPUS_PER_TRIAL")
+        else None,
+        help="GPUs per trial (fractional allowed; env LANGDML_GPUS_PER_TRIAL, set on cluster nodes); "
+        "default: 1 when the Ray cluster has GPUs, else 0",
     )
     parser.add_argument(
         "--cpus-per-trial",

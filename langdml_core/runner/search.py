@@ -28,6 +28,7 @@ from langdml_core.runner.sweep_file import Sweep, Trial
 from langdml_core.runner.tune import (
     claim_state,
     dirname,
+    gpus_per_trial,
     prepare,
     results_frame,
     run_config,
@@ -89,7 +90,9 @@ def run_search(sweep, args: argparse.Namespace) -> int:
     path = resolve_places(args.results, args.storage, args.tracking_uri).tune_path(sweep.name + SEARCH_SUFFIX)
     restore = claim_state(sweep.name, path, trials, args.resume)  # before Ray or MLflow start
     started = prepare(sweep, args)
-    fn = trainable_for(started.tracking, trials, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
+    gpus = gpus_per_trial(args.gpus_per_trial, [Trial("search", base, {})])
+    args.gpus_per_trial = gpus  # the retrain reserves the same
+    fn = trainable_for(started.tracking, trials, {"cpu": args.cpus_per_trial, "gpu": gpus})
     if restore:
         tuner = tune.Tuner.restore(path, fn, resume_unfinished=True, resume_errored=True)
     else:

@@ -77,6 +77,7 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
     out_dir = Path(context.get_trial_dir()).absolute()
     flat = {
         **trial["config"],
+        "run.device": trial_device(trial["config"].get("run.device", "auto"), ray.get_gpu_ids()),
         "run.threads": max(1, int(cpus)),
         "run.progress": False,
         "run.out_dir": str(out_dir),
@@ -158,6 +159,35 @@ def console_order(row: dict[str, Any]) -> dict[str, Any]:
 
     metrics = {k: v for k, v in row.items() if not is_provenance(k)}
     return {**{k: metrics[k] for k in CONSOLE_FIRST if k in metrics}, **metrics}
+
+
+def gpus_per_trial(requested: float | None, trials, cluster_gpus: float | None = None) -> float:
+    """The GPU share each trial reserves (Ray started): ``requested``, or by default 1 when the cluster has
+    GPUs and 0 when it has none. A trial that reserved none runs on the CPU (the trainable sees to it), so a
+    sweep that asks for CUDA (``run.device=cuda...``) without a reservation is refused here, in one sentence."""
+    if cluster_gpus is None:
+        import ray
+
+        cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
+    gpus = requested if requested is not None else (1.0 if cluster_gpus > 0 else 0.0)
+    if requested is None and gpus:
+        print(
+            f"Reserving 1 GPU per trial ({cluster_gpus:g} in the cluster; --gpus-per-trial sets another share)."
+        )
+    cuda = sorted({t.config.get("run.device", "auto") for t in trials} - {"auto", "cpu"})
+    if gpus == 0 and cuda:
+        raise ConfigError(
+            f"run.device={cuda[0]!r} but --gpus-per-trial is 0 (the cluster has {cluster_gpus:g} GPUs): a trial "
+            "would use a GPU no one reserved for it; pass --gpus-per-trial 1 (or 0.5 to share one), or use "
+            "run.device=auto."
+        )
+    return gpus
+
+
+def trial_device(device: str, reserved_gpu_ids: list) -> str:
+    """run.device inside a Tune trial: ``auto`` becomes ``cpu`` when Ray reserved no GPU for the trial (Ray
+    does not hide the node's GPUs from such a trial: it would share cuda:0 with every other one)."""
+    return "cpu" if device == "auto" and not reserved_gpu_ids else device
 
 
 def trial_name(trial) -> str:
@@ -365,7 +395,7 @@ def run_sweep(sweep: Sweep, args: argparse.Namespace, tune_name: str | None = No
     experiment_path = resolve_places(args.results, args.storage, args.tracking_uri).tune_path(tune_name)
     restore = claim_state(sweep.name, experiment_path, trials, args.resume)  # before Ray or MLflow start
     started = prepare(sweep, args)
-    resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
+    resources = {"cpu": args.cpus_per_trial, "gpu": gpus_per_trial(args.gpus_per_trial, sweep.trials)}
     param_space = {"trial": tune.grid_search(list(trials))}
     fn = trainable_for(started.tracking, trials, resources)
     if restore:
