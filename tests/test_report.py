@@ -286,3 +286,17 @@ def test_reference_check_says_which_setups_lie_inside_two_std():
     )  # 65 within 62 +- 3.27
     assert rows["elg"].rstrip(" |").endswith("NO")  # no spread at all: 71 is outside 70 +- 0
     assert "NOT every setup" in text
+
+
+def test_an_interrupted_sweep_counts_no_false_failure_and_names_every_trial_it_lacks(tmp_path):
+    trials = [SimpleNamespace(name=f"s{seed}") for seed in range(4)]
+    sweep = SimpleNamespace(name="cut", path="sweeps/cut.py", trials=trials, module=SimpleNamespace())
+    records = [record(0, [0.5, 0.6]), record(1, [0.6], status="INCOMPLETE"), record(2, [0.4], status="ERROR")]
+    text = write_report(sweep, records, tmp_path)  # s3 never started
+    assert "| cub200 | multisimilarity | none | 1 | 1 |" in text  # 1 finished seed, 1 failed (s1 is not)
+    assert text.endswith(
+        "## Not finished\n\n2 of 4 trials did not finish (the sweep was interrupted or is still running; "
+        "`--resume` finishes it), so the rows above hold fewer seeds: `s1`, `s3`\n"
+    )
+    done = [record(0, [0.5]), record(1, [0.6]), record(2, [0.4], status="ERROR"), record(3, [0.7])]
+    assert "Not finished" not in write_report(sweep, done, tmp_path)

@@ -422,6 +422,28 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, point
     assert len(trial_dirs(tmp_path)) == 4
 
 
+@pytest.mark.slow
+def test_ctrl_c_mid_sweep_exits_non_zero_and_records_what_did_not_finish(tmp_path):
+    driver = run_sweep(tmp_path, "--max-concurrent", "1", "--set", "run.epochs=3", wait=False)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not KILL_POINTS["mid_sweep"](tmp_path):
+            time.sleep(0.05)
+        os.kill(driver.pid, signal.SIGINT)  # Ctrl-C in the driver's terminal
+        code = driver.wait(timeout=300)
+    finally:
+        stop_ray(tmp_path)
+    log = (tmp_path / "driver.log").read_text()
+    assert code == 130, log[-3000:]
+    assert "did not finish" in log and "rerun with --resume" in log
+    client, runs = mlflow_runs(tmp_path)
+    parent = next(r for r in runs if r.data.tags.get("langdml.role") == "parent")
+    assert parent.info.status == "KILLED"  # not FINISHED: the record says no more than happened
+    table = (tmp_path / "results" / "tiny" / "table.md").read_text()
+    assert "## Not finished" in table and "| failed |" in table
+    assert "| margin | 0 | 0 |" in table or "`margin/seed=1`" in table
+
+
 GOLDEN = ROOT / "tests" / "golden" / "table1_resolved.jsonl"
 
 

@@ -28,8 +28,8 @@ RESERVED_TAGS = frozenset({SWEEP_TAG, TRIAL_TAG, ROLE_TAG, ERROR_TAG, SWEEP_FILE
 """langdml tags that are not swept values."""
 EVAL_TAG_PREFIX = "eval."
 """Tags ``eval.test/knn_k``, ``eval.test/nmi_seed``, ...: how a trial's metrics were computed."""
-TERMINATED, ERROR = "TERMINATED", "ERROR"
-"""A record's status (Tune's words): finished, or failed / never ended."""
+TERMINATED, ERROR, INCOMPLETE = "TERMINATED", "ERROR", "INCOMPLETE"
+"""A record's status: finished, failed, or not finished (interrupted or never started: ``--resume``)."""
 
 
 @dataclass
@@ -41,7 +41,7 @@ class TrialRecord:
     config: dict[str, Any] = field(default_factory=dict)
     """Its full flat config."""
     status: str = TERMINATED
-    """TERMINATED (finished) or ERROR."""
+    """TERMINATED (finished), ERROR (failed) or INCOMPLETE (interrupted or never started)."""
     error: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)
     """One row per epoch: ``epoch`` and the metrics (``test/recall_at_1``, ...)."""

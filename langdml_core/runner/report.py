@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from langdml_core.runner import plots
-from langdml_core.runner.records import TrialRecord
+from langdml_core.runner.records import ERROR, TERMINATED, TrialRecord
 
 HEADLINE = ("test/recall_at_1", "test/map_at_r", "test/map_at_1000", "test/nmi")
 PROTOCOLS = ("last", "best_test_epoch", "val_selected")
@@ -68,8 +68,8 @@ def summary_table(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> str
     groups = frame.groupby(setup, sort=False, dropna=False) if setup else [((), frame)]
     for key, group in groups:
         key = key if isinstance(key, tuple) else (key,)
-        ok = group[group["status"] == "TERMINATED"]
-        cells = [str(k) for k in key] + [str(len(ok)), str(len(group) - len(ok))]
+        ok = group[group["status"] == TERMINATED]
+        cells = [str(k) for k in key] + [str(len(ok)), str(int((group["status"] == ERROR).sum()))]
         for m in metrics:
             for p in protocols:
                 cells.append(_mean_std(ok.get(f"{p}/{m}")))
@@ -204,6 +204,14 @@ def write_report(sweep, records: list[TrialRecord], out_dir: Path) -> str:
             "difference, sd = std of the differences (ddof=1), p = two-sided paired t-test (n/a for fewer than "
             "two pairs or no variance).\n\n" + paired + "\n"
         )
+    unfinished = missing_trials(sweep, records)
+    if unfinished:
+        text += (
+            f"\n## Not finished\n\n{len(unfinished)} of {len(sweep.trials)} trials did not finish (the sweep "
+            "was interrupted or is still running; `--resume` finishes it), so the rows above hold fewer seeds: "
+            + ", ".join(f"`{name}`" for name in unfinished)
+            + "\n"
+        )
     select = getattr(sweep.module, "SELECT", None)
     if select:
         chosen = select_by_validation(frame, **select)
@@ -217,6 +225,15 @@ def write_report(sweep, records: list[TrialRecord], out_dir: Path) -> str:
     (out_dir / "table.md").write_text(text)
     write_plots(sweep, records, frame, out_dir)
     return text
+
+
+def missing_trials(sweep, records: list[TrialRecord]) -> list[str]:
+    """The sweep's trials that neither finished nor failed: interrupted, or never started (a search's grid
+    is its cell, not its trials: only its records are looked at)."""
+    settled = {r.name for r in records if r.status in (TERMINATED, ERROR)}
+    grid = getattr(sweep, "search", None) is None
+    names = [t.name for t in sweep.trials] if grid else [r.name for r in records]
+    return [name for name in dict.fromkeys(names) if name not in settled]
 
 
 def select_by_validation(

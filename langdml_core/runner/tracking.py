@@ -23,6 +23,7 @@ from langdml_core.runner.records import (
     ERROR,
     ERROR_TAG,
     EVAL_TAG_PREFIX,
+    INCOMPLETE,
     ROLE_TAG,
     SWEEP_FILE_TAG,
     SWEEP_TAG,
@@ -412,13 +413,14 @@ def records_from_mlflow(tracking_uri: str, sweep: str) -> list[TrialRecord]:
             for metric in c.get_metric_history(run.info.run_id, key):
                 by_step.setdefault(int(metric.step), {"epoch": int(metric.step)})[key] = metric.value
         finished = run.info.status == "FINISHED"
+        status = TERMINATED if finished else ERROR if run.info.status == "FAILED" else INCOMPLETE
         records.append(
             TrialRecord(
                 name=tags[TRIAL_TAG],
                 varied=varied_from_tags(tags),
                 config={k: parse_value(v) for k, v in run.data.params.items()},
-                status=TERMINATED if finished else ERROR,
-                error="" if finished else tags.get(ERROR_TAG, f"MLflow run status {run.info.status}"),
+                status=status,
+                error="" if status != ERROR else tags.get(ERROR_TAG, f"MLflow run status {run.info.status}"),
                 history=[by_step[s] for s in sorted(by_step)],
                 run_id=run.info.run_id,
             )

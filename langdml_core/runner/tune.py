@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +23,14 @@ from langdml_core.runner.records import (
     ERROR,
     ERROR_TAG,
     GPU_IDS_TAG,
+    INCOMPLETE,
     NODE_ID_TAG,
     SWEEP_FILE_TAG,
     TERMINATED,
     TrialRecord,
     trial_tags,
 )
-from langdml_core.runner.report import write_report
+from langdml_core.runner.report import missing_trials, write_report
 from langdml_core.runner.search_spec import searched_name
 from langdml_core.runner.sweep_file import Sweep
 from langdml_core.runner.tracking import TrialRun, end_run, ensure_parent_run, record_report, redact
@@ -142,8 +144,8 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
         run.set_tags({ERROR_TAG: str(exc)[:4000]})
         run.end("FAILED")
         raise
-    except BaseException:
-        run.end("FAILED")
+    except BaseException as exc:  # stopped by Tune or Ctrl-C: KILLED, not failed
+        run.end("FAILED" if isinstance(exc, Exception) else "KILLED")
         raise
     run.end("FINISHED")
 
@@ -413,22 +415,40 @@ def run_sweep(sweep: Sweep, args: argparse.Namespace, tune_name: str | None = No
             ),
             run_config=run_config(tune_name, started.places.storage),
         )
-    results = tuner.fit()
-    failed = [r for r in results if r.error is not None]
-    tracking_uri = started.tracking["uri"]
-    end_run(tracking_uri, started.tracking["parent_run_id"], "FAILED" if failed else "FINISHED")
+    tracking_uri, parent = started.tracking["uri"], started.tracking["parent_run_id"]
+    try:
+        results = tuner.fit()  # Tune stops gracefully on a first Ctrl-C and returns what it has
+    except KeyboardInterrupt:  # a second Ctrl-C
+        end_run(tracking_uri, parent, "KILLED")
+        print(f"Interrupted; rerun with --resume to finish the sweep ({sweep.name}).", file=sys.stderr)
+        return 130
+    records = results_frame(results, trials)
+    failed = [r for r in records if r.status == ERROR]
+    unfinished = missing_trials(sweep, records)
+    end_run(tracking_uri, parent, "FAILED" if failed else "KILLED" if unfinished else "FINISHED")
     report_dir = started.places.results / sweep.name
-    table = write_report(sweep, results_frame(results, trials), report_dir)
-    record_report(tracking_uri, started.tracking["parent_run_id"], sweep, report_dir, table)
+    table = write_report(sweep, records, report_dir)
+    record_report(tracking_uri, parent, sweep, report_dir, table)
     print(table)
     print(f"\nBrowse the sweep's MLflow record: {ui_command(started.places)}")
+    if unfinished:
+        print(
+            f"Interrupted: {len(unfinished)} of {len(sweep.trials)} trials did not finish "
+            f"({', '.join(unfinished[:5])}{', ...' if len(unfinished) > 5 else ''}); rerun with --resume to "
+            "finish them.",
+            file=sys.stderr,
+        )
+        return 130
     return 1 if failed else 0
 
 
 def results_frame(results, trials: Trials) -> list[TrialRecord]:
     """One record per trial from Tune's ResultGrid: name, varied values, status, per-epoch history."""
     records = []
-    for result in results:
+    # a trial's Tune status (TERMINATED, RUNNING, PENDING, ...): ResultGrid keeps its trials in the order of
+    # its results, but has no public accessor for their status
+    statuses = [t.status for t in results._experiment_analysis.trials]
+    for result, tune_status in zip(results, statuses, strict=True):
         trial = resolve_trial(result.config or _params(result), trials)
         history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
         records.append(
@@ -436,7 +456,11 @@ def results_frame(results, trials: Trials) -> list[TrialRecord]:
                 name=trial["name"],
                 varied=trial["varied"],
                 config=trial["config"],
-                status=ERROR if result.error is not None else TERMINATED,
+                status=ERROR
+                if result.error is not None
+                else TERMINATED
+                if tune_status == TERMINATED
+                else INCOMPLETE,
                 error=str(result.error) if result.error else "",
                 history=history,
             )
