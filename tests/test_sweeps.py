@@ -502,3 +502,49 @@ def test_keep_drops_grid_points_and_the_count_follows():
     guided = [t for t in search.trials if t.config["language.guidance"] != "none"]
     assert len(none) == 2 and len(guided) == 24  # 2 seeds; 2 guidance x 3 omegas x 2 temperatures x 2 seeds
     assert {t.config["data.val_classes"] for t in search.trials} == {12}
+
+
+def test_a_second_driver_on_the_same_sweep_state_is_refused(tmp_path):
+    from langdml_core.runner import tune as tune_module
+
+    path = str(tmp_path / "ray" / "tiny")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from langdml_core.runner.tune import hold_driver_lock; "
+            f"hold_driver_lock('tiny', {path!r}); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(ConfigError) as refused:
+            tune_module.hold_driver_lock("tiny", path)
+        assert str(refused.value) == (
+            f"Sweep 'tiny' is being run by another driver on {path}; wait for it to end, or pass --storage DIR "
+            "(and --results DIR) to run a separate copy."
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    tune_module.hold_driver_lock("tiny", path)  # the first driver is gone: its lock went with it
+    assert path in tune_module._held_locks
+    tune_module._held_locks.pop(path).release()
+
+
+def test_drivers_creating_one_experiment_at_once_all_get_it(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = (
+        "import time, sys; from langdml_core.runner.tracking import client, _create_experiment; c = client(sys.argv[1]); "
+        "time.sleep(max(0, float(sys.argv[2]) - time.time())); print(_create_experiment(c, sys.argv[1], 'race'))"
+    )
+    start = str(time.time() + 12)  # all at once, after every process has imported MLflow
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, uri, start], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    assert len(set(outputs)) == 1 and outputs[0]

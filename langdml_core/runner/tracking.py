@@ -85,11 +85,7 @@ def ensure_parent_run(tracking_uri: str, sweep: str, tags: dict[str, str] | None
     """(experiment id, parent run id) for a sweep; an existing unfinished or finished parent is reused."""
     c = client(tracking_uri)
     experiment = c.get_experiment_by_name(sweep)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment
-        else c.create_experiment(sweep, artifact_location=artifact_location(tracking_uri, sweep))
-    )
+    experiment_id = experiment.experiment_id if experiment else _create_experiment(c, tracking_uri, sweep)
     found = _parent_runs(c, experiment_id, sweep)
     if found:
         run_id = found[0].info.run_id
@@ -100,6 +96,19 @@ def ensure_parent_run(tracking_uri: str, sweep: str, tags: dict[str, str] | None
         experiment_id, run_name=sweep, tags={SWEEP_TAG: sweep, ROLE_TAG: "parent", **(tags or {})}
     )
     return experiment_id, run.info.run_id
+
+
+def _create_experiment(c, tracking_uri: str, sweep: str) -> str:
+    """Create the sweep's experiment; another process that created it meanwhile is no error."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return c.create_experiment(sweep, artifact_location=artifact_location(tracking_uri, sweep))
+    except MlflowException:
+        experiment = c.get_experiment_by_name(sweep)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def parent_run_id(tracking_uri: str, sweep: str) -> str | None:

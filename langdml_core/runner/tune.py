@@ -361,11 +361,35 @@ def claim_state(sweep_name: str, experiment_path: str, trials: Trials, resume: b
     sweep's; records ``trials`` beside the state."""
     from ray import tune
 
+    hold_driver_lock(sweep_name, experiment_path)
     restore = resume and tune.Tuner.can_restore(experiment_path)
     if not restore:
         refuse_overwrite(sweep_name, experiment_path, resume)
     store_trials(experiment_path, trials, resume=restore)
     return restore
+
+
+DRIVER_LOCK = ".langdml_driver.lock"
+_held_locks: dict[str, object] = {}  # experiment path -> its lock, held until the driver exits
+
+
+def hold_driver_lock(sweep_name: str, experiment_path: str) -> None:
+    """One driver per sweep state: a second one on the same storage is refused (two would log every epoch
+    twice and race on Tune's files). Local storage only: a bucket has no locks; the lock ends with the process."""
+    if "://" in experiment_path or experiment_path in _held_locks:
+        return
+    from filelock import FileLock, Timeout
+
+    Path(experiment_path).mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(Path(experiment_path) / DRIVER_LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(
+            f"Sweep {sweep_name!r} is being run by another driver on {experiment_path}; wait for it to end, or "
+            "pass --storage DIR (and --results DIR) to run a separate copy."
+        ) from None
+    _held_locks[experiment_path] = lock
 
 
 def refuse_overwrite(sweep_name: str, experiment_path: str, resume: bool) -> None:
