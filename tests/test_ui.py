@@ -59,6 +59,7 @@ def test_sigterm_stops_the_ui_server_and_its_workers(tmp_path):
         stderr=subprocess.DEVNULL,
         text=True,
     )
+    server_group = None
     try:
         line = ""  # langdml's line comes once /health answers (MLflow prints its own lines too)
         while not line.startswith("MLflow UI for") and ui.poll() is None:
@@ -80,6 +81,8 @@ def test_sigterm_stops_the_ui_server_and_its_workers(tmp_path):
     finally:
         if ui.poll() is None:
             ui.kill()
+        for pid in _members(server_group) if server_group else []:  # never leave a server behind
+            os.kill(pid, signal.SIGKILL)
 
 
 def _parent(proc: Path) -> int:
