@@ -78,6 +78,12 @@ def run_sweep(tmp_path, *flags, timeout=600, wait=True):
     return result
 
 
+def torch_version():
+    from importlib import metadata
+
+    return metadata.version("torch")
+
+
 def mlflow_runs(tmp_path):
     import mlflow
 
@@ -150,6 +156,16 @@ def test_sweep_runs_tracks_reports_and_replays(tmp_path):
         # how the metrics were computed: tags, not metrics
         assert "test/knn_k" not in run.data.metrics and "test/nmi_seed" not in run.data.metrics
         assert run.data.tags["eval.test/nmi_seed"] == "0" and int(run.data.tags["eval.test/knn_k"]) > 0
+        # provenance: the code (commit read on the driver) and the packages the trial ran with
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+        assert run.data.tags["mlflow.source.git.commit"] == head.stdout.strip()
+        assert run.data.tags["provenance.git_dirty"] in ("true", "false")
+        assert run.data.tags["provenance.torch"] == torch_version()
+        # the protocol summary beside the per-epoch history, with the epoch each protocol picked
+        best = max(history, key=lambda m: (m.value, -m.step))
+        assert run.data.metrics["best_test_epoch/test/recall_at_1"] == best.value
+        assert run.data.metrics["best_test_epoch/epoch"] == best.step
+        assert run.data.metrics["last/epoch"] == 2
         assert run.data.params["loss.name"] in ("multisimilarity", "margin")
 
     # The report from Tune's files equals the one rebuilt from MLflow.

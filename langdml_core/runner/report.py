@@ -37,21 +37,35 @@ def trial_rows(records: list[TrialRecord]) -> pd.DataFrame:
             "error": record.error,
         }
         row.update({f"cfg.{k}": _scalar(v) for k, v in record.varied.items()})
-        evaluated = [h for h in record.history if _finite(h.get("test/recall_at_1"))]
         row["epochs"] = max((int(h["epoch"]) for h in record.history if "epoch" in h), default=0)
-        if evaluated:
-            last = evaluated[-1]
-            metrics = sorted(k for k in last if k.startswith(("test/", "val/")) and _finite(last[k]))
-            for key in metrics:
-                row[f"last/{key}"] = float(last[key])
-                row[f"best_test_epoch/{key}"] = max(float(h[key]) for h in evaluated if _finite(h.get(key)))
-            if any(_finite(h.get("val/recall_at_1")) for h in evaluated):
-                chosen = max(evaluated, key=lambda h: (h.get("val/recall_at_1", -1), -h["epoch"]))
-                for key in metrics:
-                    if key.startswith("test/"):
-                        row[f"val_selected/{key}"] = float(chosen[key])
+        row.update({k: v for k, v in protocol_summary(record.history).items() if not k.endswith("/epoch")})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def protocol_summary(history: list[dict[str, Any]]) -> dict[str, float]:
+    """A trial's metrics under each protocol (:data:`PROTOCOLS`): ``last/<metric>``, ``best_test_epoch/<metric>``
+    (per metric its best epoch on the test split) and, with a validation split, ``val_selected/<metric>`` (the
+    test metrics at the epoch of the best validation Recall@1); ``<protocol>/epoch`` says which epoch
+    (best_test_epoch: that of the best test Recall@1)."""
+    evaluated = [h for h in history if _finite(h.get("test/recall_at_1"))]
+    if not evaluated:
+        return {}
+    last = evaluated[-1]
+    metrics = sorted(k for k in last if k.startswith(("test/", "val/")) and _finite(last[k]))
+    out: dict[str, float] = {"last/epoch": float(last["epoch"])}
+    for key in metrics:
+        out[f"last/{key}"] = float(last[key])
+        out[f"best_test_epoch/{key}"] = max(float(h[key]) for h in evaluated if _finite(h.get(key)))
+    best = max(evaluated, key=lambda h: (h["test/recall_at_1"], -h["epoch"]))
+    out["best_test_epoch/epoch"] = float(best["epoch"])
+    if any(_finite(h.get("val/recall_at_1")) for h in evaluated):
+        chosen = max(evaluated, key=lambda h: (h.get("val/recall_at_1", -1), -h["epoch"]))
+        out["val_selected/epoch"] = float(chosen["epoch"])
+        for key in metrics:
+            if key.startswith("test/"):
+                out[f"val_selected/{key}"] = float(chosen[key])
+    return out
 
 
 def summary_table(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> str:

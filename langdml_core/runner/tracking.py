@@ -347,11 +347,72 @@ class TrialRun:
         if Path(path).exists():
             self._call(lambda: self.client.log_artifact(self.run_id, str(path)))
 
+    def log_summary(self, summary: dict[str, float]) -> None:
+        """A finished trial's protocol summary (``best_test_epoch/test/recall_at_1``, ``.../epoch``, ...), at
+        the step of its last epoch."""
+        from mlflow.entities import Metric
+
+        step, now = int(summary.get("last/epoch", 0)), int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for k, v in summary.items() if math.isfinite(float(v))]
+        self._call(lambda: self.client.log_batch(self.run_id, metrics=metrics))
+
     def end(self, status: str = "FINISHED") -> bool:
         """Send what is pending and end the run; False when the server could not be reached."""
         return self._call(self._flush) and self._call(
             lambda: self.client.set_terminated(self.run_id, status=status)
         )
+
+
+SUMMARY_PREFIXES = ("last/", "best_test_epoch/", "val_selected/")
+"""Metrics of a trial's protocol summary (``TrialRun.log_summary``), not of an epoch."""
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+PROVENANCE_PREFIX = "provenance."
+PACKAGES = (
+    "langdml",
+    "torch",
+    "torchvision",
+    "timm",
+    "pytorch-metric-learning",
+    "ray",
+    "mlflow",
+    "faiss-cpu",
+    "faiss-gpu",
+)
+
+
+def git_provenance(where: Path | None = None) -> dict[str, str]:
+    """Tags naming the code a sweep ran, read on the driver (workers may have no .git): the commit (MLflow's
+    own tag, shown in its UI) and whether the working tree had uncommitted changes. Empty outside git."""
+    import subprocess
+
+    folder = str(where or Path(__file__).resolve().parents[2])
+    try:
+        commit = subprocess.run(
+            ["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", folder, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {GIT_COMMIT_TAG: commit, f"{PROVENANCE_PREFIX}git_dirty": str(bool(dirty)).lower()}
+
+
+def package_versions() -> dict[str, str]:
+    """Tags with the versions of the packages that shape a result, as installed where this runs."""
+    from importlib import metadata
+
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[f"{PROVENANCE_PREFIX}{name}"] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
 
 
 def sync_records(tracking_uri: str, sweep, records: list[TrialRecord]) -> dict[str, int]:
@@ -419,6 +480,8 @@ def records_from_mlflow(tracking_uri: str, sweep: str) -> list[TrialRecord]:
         tags = run.data.tags
         by_step: dict[int, dict[str, Any]] = {}
         for key in run.data.metrics:
+            if key.startswith(SUMMARY_PREFIXES):  # the summary, not an epoch
+                continue
             for metric in c.get_metric_history(run.info.run_id, key):
                 by_step.setdefault(int(metric.step), {"epoch": int(metric.step)})[key] = metric.value
         finished = run.info.status == "FINISHED"

@@ -30,10 +30,22 @@ from langdml_core.runner.records import (
     TrialRecord,
     trial_tags,
 )
-from langdml_core.runner.report import missing_trials, write_report
+from langdml_core.runner.report import missing_trials, protocol_summary, write_report
 from langdml_core.runner.search_spec import searched_name
 from langdml_core.runner.sweep_file import Sweep
-from langdml_core.runner.tracking import TrialRun, end_run, ensure_parent_run, record_report, redact
+from langdml_core.runner.tracking import (
+    GIT_COMMIT_TAG,
+    PROVENANCE_PREFIX,
+    TrialRun,
+    end_run,
+    ensure_parent_run,
+    git_provenance,
+    package_versions,
+    record_report,
+    redact,
+)
+
+PROVENANCE_TAGS = (GIT_COMMIT_TAG, PROVENANCE_PREFIX)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FAILED_FILE = "failed.json"
@@ -115,6 +127,9 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "placement.json").write_text(json.dumps(placement))
     run.set_tags({GPU_IDS_TAG: ",".join(placement["gpu_ids"]), NODE_ID_TAG: placement["node_id"]})
+    run.set_tags(
+        {**{k: v for k, v in tracking.items() if k.startswith(PROVENANCE_TAGS)}, **package_versions()}
+    )
 
     failed = out_dir / FAILED_FILE
     if failed.is_file():  # a deterministic failure (NaN) is not worth Tune's retries
@@ -129,14 +144,17 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
             tune.report(console_order(row), checkpoint=tune.Checkpoint.from_directory(directory))
 
     try:
-        train_trial(  # Tune's checkpoints are the trial's one checkpoint home: none of its own besides
-            config,
-            on_epoch_end=report,
-            resume_state=resume_state,
-            extra_state=extra,
-            label=trial["name"],
-            local_checkpoints=False,
+        summary = (
+            train_trial(  # Tune's checkpoints are the trial's one checkpoint home: none of its own besides
+                config,
+                on_epoch_end=report,
+                resume_state=resume_state,
+                extra_state=extra,
+                label=trial["name"],
+                local_checkpoints=False,
+            )
         )
+        run.log_summary(protocol_summary(summary["history"]))
         for artifact in ("config.json", "metrics.json", "plg_pseudo_labels.csv"):
             run.log_artifact(out_dir / artifact)
     except NonFiniteLossError as exc:
@@ -331,10 +349,12 @@ def prepare(sweep: Sweep, args: argparse.Namespace) -> Started:
             num_gpus=getattr(args, "local_gpus", None) or None,
             _temp_dir=os.environ.get("LANGDML_RAY_TEMP_DIR"),
         )
+    code = git_provenance()
     experiment_id, parent_run_id = ensure_parent_run(
-        places.tracking_uri, sweep.name, {SWEEP_FILE_TAG: str(sweep.path)}
+        places.tracking_uri, sweep.name, {SWEEP_FILE_TAG: str(sweep.path), **code}
     )
     tracking = {
+        **code,
         "uri": places.tracking_uri,
         "experiment_id": experiment_id,
         "parent_run_id": parent_run_id,
