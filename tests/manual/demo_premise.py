@@ -41,6 +41,17 @@ def class_mean_similarity(model, test, data_config) -> np.ndarray:
     return means @ means.T
 
 
+def trained_state(directory: Path) -> dict:
+    """The newest checkpoint of a trial directory: Tune's checkpoint folders (a sweep's trial) or the
+    directory's own files (``langdml train --out``)."""
+    import pyarrow.fs
+
+    from langdml_core.runner.tune import resume_from_tune
+
+    state = resume_from_tune(None, (pyarrow.fs.LocalFileSystem(), str(directory.absolute())))
+    return state or checkpoint.load_latest(directory)
+
+
 def main(dirs: list[str]) -> None:
     torch.set_num_threads(1)
     test = build_dataset(TrialConfig.from_dict({"data.name": "demo"}).data).test
@@ -63,7 +74,7 @@ def main(dirs: list[str]) -> None:
     for directory in map(Path, dirs):
         config = TrialConfig.from_dict(json.loads((directory / "config.json").read_text()))
         model = build_model(config.model)
-        model.load_state_dict(checkpoint.load_latest(directory)["model"])
+        model.load_state_dict(trained_state(directory)["model"])
         visual = class_mean_similarity(model.eval(), test, model.data_config)
         print(
             f"  {directory.name}: names vs trained embedding {rho(names, visual):.3f}, "
