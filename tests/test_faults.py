@@ -21,7 +21,7 @@ from test_sweeps import TINY, finished_and_running, mlflow_runs, ray_temp, run_s
 
 from langdml_core.runner.records import TrialRecord
 from langdml_core.runner.sweep_file import load_sweep
-from langdml_core.runner.tracking import TrialRun, ensure_parent_run, redact, sync_records
+from langdml_core.runner.tracking import TrialRun, parent_run, redact, sync_records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def test_rows_that_could_not_be_sent_are_sent_once_when_the_server_answers_again
     from mlflow.exceptions import MlflowException
 
     uri = sqlite_uri(tmp_path)
-    experiment_id, parent = ensure_parent_run(uri, "faults")
+    experiment_id, parent = parent_run(uri, "faults")
     run = TrialRun(uri, experiment_id, parent, "a")
     real, calls = run.client.log_batch, []
 
@@ -85,12 +85,13 @@ def test_rows_that_could_not_be_sent_are_sent_once_when_the_server_answers_again
 def test_sync_backfills_missing_epochs_and_ends_runs_without_duplicates(tmp_path):
     uri = sqlite_uri(tmp_path)
     sweep = load_sweep(TINY)
-    experiment_id, parent = ensure_parent_run(uri, sweep.name)
+    experiment_id, parent = parent_run(uri, sweep.name)
     half = TrialRun(uri, experiment_id, parent, "a")  # the server died after epoch 1 of trial a
     half.log_epoch({"epoch": 1, "test/recall_at_1": 0.1})
     records = [record("a", [1, 2, 3]), record("b", [1, 2]), record("c", [1], status="ERROR")]
-    first = sync_records(uri, sweep, records)
-    again = sync_records(uri, sweep, records)
+    ids = (experiment_id, parent)  # as the sweep's Tune state keeps them
+    first = sync_records(uri, sweep, records, ids)
+    again = sync_records(uri, sweep, records, ids)
     assert first == {"runs": 3, "epochs_sent": 5} and again == {"runs": 3, "epochs_sent": 0}
     client, runs = mlflow_runs_at(uri, sweep.name)
     children = {r.data.tags["langdml.trial"]: r for r in runs if r.data.tags.get("mlflow.parentRunId")}

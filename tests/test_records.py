@@ -1,10 +1,12 @@
 """runner/records.py: one typed trial record; what MLflow gives back is what was written."""
 
+from pathlib import Path
+
 import pytest
 
 from langdml_core.runner.records import ERROR_TAG, PLACEMENT_TAGS, TrialRecord, trial_tags, varied_from_tags
 from langdml_core.runner.report import summary_table, trial_rows
-from langdml_core.runner.tracking import TrialRun, ensure_parent_run, records_from_mlflow
+from langdml_core.runner.tracking import TrialRun, parent_run, records_from_mlflow
 
 
 def curve(*values):
@@ -35,7 +37,7 @@ def test_tags_carry_the_sweep_and_the_swept_values_and_nothing_reserved_reads_ba
 def test_a_sweep_with_a_failed_trial_reads_back_from_mlflow_as_tune_recorded_it(tmp_path):
     """The trainable's writes (tags, params, epochs, the error tag, placement) -> the same records and table."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    experiment_id, parent = ensure_parent_run(uri, "tiny")
+    experiment_id, parent = parent_run(uri, "tiny")
     for record in ORIGINALS:
         run = TrialRun(uri, experiment_id, parent, record.name, tags=trial_tags("tiny", record.varied))
         run.log_params(record.config)
@@ -97,7 +99,7 @@ def test_the_parent_run_carries_the_report_the_shared_settings_and_the_sweep_fil
     sweep = load_sweep(Path(__file__).parent / "fixtures" / "tiny_sweep.py")
     uri = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
     assert parent_run_id(uri, "tiny") is None
-    _, run_id = ensure_parent_run(uri, "tiny")
+    _, run_id = parent_run(uri, "tiny")
     assert parent_run_id(uri, "tiny") == run_id
     report = tmp_path / "results" / "tiny"
     report.mkdir()
@@ -120,3 +122,42 @@ def test_the_parent_run_carries_the_report_the_shared_settings_and_the_sweep_fil
     long = "x" * (DESCRIPTION_LIMIT + 500)
     assert record_report(uri, run_id, sweep, report, long)
     assert len(client.get_run(run_id).data.tags["mlflow.note.content"]) <= DESCRIPTION_LIMIT
+
+
+def test_run_identity_is_by_ids_never_by_names(tmp_path):
+    from langdml_core.errors import ConfigError
+    from langdml_core.runner.sweep_file import load_sweep
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    old = parent_run(uri, "tiny")
+    old_run = TrialRun(uri, *old, "lr=0.0001", tags=trial_tags("tiny", {"optim.lr": 1e-4}))
+    old_run.log_params({"optim.lr": 1e-4, "run.epochs": 5})
+    for epoch in (1, 2):
+        old_run.log_epoch({"epoch": epoch, "test/recall_at_1": 0.1 * epoch})
+    old_run.end()
+
+    new = parent_run(uri, "tiny")  # a fresh sweep run: its own parent, the old one untouched
+    assert new[0] == old[0] and new[1] != old[1]
+    fresh = TrialRun(uri, *new, "lr=0.0001", tags=trial_tags("tiny", {"optim.lr": 1e-4}))
+    fresh.log_params({"optim.lr": 1e-4, "run.epochs": 99})
+    fresh.log_epoch({"epoch": 1, "test/recall_at_1": 0.7})
+    fresh.end()
+    assert fresh.run_id != old_run.run_id
+    history = old_run.client.get_metric_history(old_run.run_id, "test/recall_at_1")
+    assert [(m.step, m.value) for m in history] == [(1, 0.1), (2, 0.2)]
+    # a report reads one sweep run: the newest parent's, or the one named by ids
+    assert [r.history for r in records_from_mlflow(uri, "tiny")] == [[{"epoch": 1, "test/recall_at_1": 0.7}]]
+    assert records_from_mlflow(uri, "tiny", old[1])[0].config["run.epochs"] == 5
+    # a resumed sweep reopens its own parent by its ids
+    assert parent_run(uri, "tiny", known=old) == old
+    assert old_run.client.get_run(old[1]).info.status == "RUNNING"
+    # attaching a run logged with other values is refused in one sentence
+    with pytest.raises(
+        ConfigError, match=r"was logged with run\.epochs=5, but this trial has run\.epochs=99"
+    ):
+        TrialRun(uri, *old, "lr=0.0001", run_id=old_run.run_id).log_params(
+            {"optim.lr": 1e-4, "run.epochs": 99}
+        )
+    # --smoke is a sweep of its own
+    smoke = load_sweep(Path(__file__).parent / "fixtures" / "tiny_sweep.py", smoke=True)
+    assert smoke.name == "tiny-smoke"

@@ -116,7 +116,9 @@ def test_local_ray_starts_without_dashboard(monkeypatch, tmp_path):
     args = argparse.Namespace(
         results=str(tmp_path), storage=None, tracking_uri=None, address=None, local_gpus=0
     )
-    prepare(load_sweep(ROOT / "tests" / "fixtures" / "tiny_sweep.py"), args)
+    prepare(
+        load_sweep(ROOT / "tests" / "fixtures" / "tiny_sweep.py"), args, str(tmp_path / "ray" / "tiny"), False
+    )
     assert calls and calls[0]["address"] == "local" and calls[0]["include_dashboard"] is False
 
 

@@ -564,3 +564,23 @@ def test_drivers_creating_one_experiment_at_once_all_get_it(tmp_path):
     outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0]
     assert len(set(outputs)) == 1 and outputs[0]
+
+
+@pytest.mark.slow
+def test_a_fresh_sweep_gets_new_mlflow_runs_and_leaves_the_old_ones_alone(tmp_path):
+    try:
+        run_sweep(tmp_path, "--seeds", "1")
+        # the same sweep again on a new storage, with another schedule: a different experiment
+        run_sweep(tmp_path, "--seeds", "1", "--storage", str(tmp_path / "other"), "--set", "run.epochs=3")
+    finally:
+        stop_ray(tmp_path)
+    client, runs = mlflow_runs(tmp_path)
+    parents = sorted(
+        (r for r in runs if r.data.tags.get("langdml.role") == "parent"), key=lambda r: r.info.start_time
+    )
+    assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
+    for parent, epochs in zip(parents, ([1, 2], [1, 2, 3]), strict=True):
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert sorted(r.data.tags["langdml.trial"] for r in children) == ["margin/seed=0", "msim/seed=0"]
+        for run in children:
+            assert [m.step for m in client.get_metric_history(run.info.run_id, "test/recall_at_1")] == epochs

@@ -162,9 +162,14 @@ def _train(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from langdml_core.runner.report import write_report
     from langdml_core.runner.tracking import records_from_mlflow
+    from langdml_core.runner.tune import load_mlflow_ids
 
     sweep = load_sweep(args.sweep_file)
     places = resolve_places(args.results, args.storage, args.tracking_uri)
+    # the sweep run whose Tune state is in this storage (a search's phases share one parent run)
+    known = load_mlflow_ids(
+        places.tune_path(tune_experiments(sweep.name, search=sweep.search is not None)[0])
+    )
     if args.source == "tune" or args.sync_mlflow:
         from langdml_core.runner.tune import records_from_tune
 
@@ -174,13 +179,13 @@ def _report(args: argparse.Namespace) -> int:
     if args.sync_mlflow:
         from langdml_core.runner.tracking import sync_records
 
-        counts = sync_records(places.tracking_uri, sweep, records)
+        counts = sync_records(places.tracking_uri, sweep, records, known)
         print(
             f"MLflow {redact(places.tracking_uri)}: {counts['runs']} trial runs checked, "
             f"{counts['epochs_sent']} epochs backfilled"
         )
     if args.source == "mlflow":
-        records = records_from_mlflow(places.tracking_uri, sweep.name)
+        records = records_from_mlflow(places.tracking_uri, sweep.name, known[1] if known else None)
     if sweep.search is not None:
         from langdml_core.runner.search import report_search
 
@@ -189,7 +194,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.source == "mlflow" or args.sync_mlflow:  # MLflow answered: the parent run gets the new report
         from langdml_core.runner.tracking import parent_run_id, record_report
 
-        run_id = parent_run_id(places.tracking_uri, sweep.name)
+        run_id = known[1] if known else parent_run_id(places.tracking_uri, sweep.name)
         if run_id is not None:
             record_report(places.tracking_uri, run_id, sweep, places.results / sweep.name, text)
     print(text)

@@ -17,6 +17,9 @@ STORAGE_ENV = "LANGDML_STORAGE"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 SEARCH_SUFFIX = "-search"
 """A search sweep's first phase (TPE + ASHA proposals) is the Tune experiment ``<sweep>-search``."""
+SMOKE_SUFFIX = "-smoke"
+"""A ``--smoke`` run is a sweep of its own, ``<sweep>-smoke``: its Tune state, MLflow experiment and results
+folder never mix with the real sweep's."""
 FINAL_SUFFIX = "-final"
 """A search sweep's second phase (the retrain of the best setting) is the Tune experiment ``<sweep>-final``."""
 

@@ -89,7 +89,7 @@ def run_search(sweep, args: argparse.Namespace) -> int:
     param_space = {"trial": "search", "search": space}
     path = resolve_places(args.results, args.storage, args.tracking_uri).tune_path(sweep.name + SEARCH_SUFFIX)
     restore = claim_state(sweep.name, path, trials, args.resume)  # before Ray or MLflow start
-    started = prepare(sweep, args)
+    started = prepare(sweep, args, path, restore)
     gpus = gpus_per_trial(args.gpus_per_trial, [Trial("search", base, {})])
     args.gpus_per_trial = gpus  # the retrain reserves the same
     fn = trainable_for(started.tracking, trials, {"cpu": args.cpus_per_trial, "gpu": gpus})
@@ -128,7 +128,8 @@ def run_search(sweep, args: argparse.Namespace) -> int:
         for s in spec.final_seeds
     ]
     retrain = Sweep(sweep.name, sweep.path, sweep.module, trials, len(trials))
-    return run_sweep(retrain, args, tune_name=sweep.name + FINAL_SUFFIX)
+    parent = (started.tracking["experiment_id"], started.tracking["parent_run_id"])
+    return run_sweep(retrain, args, tune_name=sweep.name + FINAL_SUFFIX, parent=parent)
 
 
 def report_search(sweep, records: list[TrialRecord], out: Path) -> list[TrialRecord]:

@@ -30,6 +30,7 @@ from typing import Any
 from langdml_core.config import TrialConfig, parse_overrides
 from langdml_core.errors import ConfigError
 from langdml_core.paper import Sourced
+from langdml_core.runner.places import SMOKE_SUFFIX
 from langdml_core.runner.search_spec import SMOKE_SEARCH, SearchSpec
 
 SMOKE = {
@@ -138,6 +139,8 @@ def load_sweep(
             f"{path.name}: NAME={name!r} must be a non-empty name of letters, digits, '_', '.' or '-' "
             "(it names the MLflow experiment and the results folder)."
         )
+    if smoke:
+        name += SMOKE_SUFFIX
     if hasattr(module, "get_search"):
         return _search_sweep(name, path, module, trials, declared, smoke)
     if smoke:

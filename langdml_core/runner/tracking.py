@@ -81,17 +81,26 @@ def create_sqlite_store(path: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def ensure_parent_run(tracking_uri: str, sweep: str, tags: dict[str, str] | None = None) -> tuple[str, str]:
-    """(experiment id, parent run id) for a sweep; an existing unfinished or finished parent is reused."""
+def parent_run(
+    tracking_uri: str, sweep: str, tags: dict[str, str] | None = None, known: tuple[str, str] | None = None
+) -> tuple[str, str]:
+    """(experiment id, parent run id) of a sweep run: ``known`` (the ids kept in a resumed sweep's state)
+    reopened while MLflow still has that run, else a new parent run. Runs are never looked up by name: a
+    fresh sweep (new storage, another configuration) never attaches to an older one's runs."""
     c = client(tracking_uri)
+    if known is not None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            if c.get_run(known[1]).info.status != "RUNNING":
+                c.update_run(known[1], status="RUNNING")
+            return known
+        except MlflowException:  # e.g. a new database: the sweep's record starts again
+            log.warning(
+                "MLflow at %s has no run %s; the sweep gets a new parent run.", redact(tracking_uri), known[1]
+            )
     experiment = c.get_experiment_by_name(sweep)
     experiment_id = experiment.experiment_id if experiment else _create_experiment(c, tracking_uri, sweep)
-    found = _parent_runs(c, experiment_id, sweep)
-    if found:
-        run_id = found[0].info.run_id
-        if found[0].info.status != "RUNNING":
-            c.update_run(run_id, status="RUNNING")
-        return experiment_id, run_id
     run = c.create_run(
         experiment_id, run_name=sweep, tags={SWEEP_TAG: sweep, ROLE_TAG: "parent", **(tags or {})}
     )
@@ -112,7 +121,7 @@ def _create_experiment(c, tracking_uri: str, sweep: str) -> str:
 
 
 def parent_run_id(tracking_uri: str, sweep: str) -> str | None:
-    """The sweep's parent run, without changing anything (None when the sweep has none)."""
+    """The sweep's newest parent run, without changing anything (None when the sweep has none)."""
     c = client(tracking_uri)
     experiment = c.get_experiment_by_name(sweep)
     found = _parent_runs(c, experiment.experiment_id, sweep) if experiment else []
@@ -124,7 +133,7 @@ def _parent_runs(c, experiment_id: str, sweep: str) -> list:
         [experiment_id],
         filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{ROLE_TAG}` = 'parent'",
         max_results=1,
-        order_by=["attributes.start_time ASC"],
+        order_by=["attributes.start_time DESC"],
     )
 
 
@@ -304,7 +313,21 @@ class TrialRun:
     def _log_params(self) -> None:
         from mlflow.entities import Param
 
+        from langdml_core.rundir import RESUMABLE  # keys a resumed run may change (threads, out_dir, ...)
+
         existing = self.client.get_run(self.run_id).data.params
+        changed = [
+            k
+            for k, v in self._params.items()
+            if k in existing and existing[k] != _param_value(v) and k not in RESUMABLE
+        ]
+        if changed:
+            k = changed[0]
+            raise ConfigError(
+                f"MLflow run {self.run_id} ({self.trial_name}) was logged with {k}={existing[k]}, but this trial "
+                f"has {k}={_param_value(self._params[k])}; it is another experiment: start it with another "
+                "--storage (a new sweep state gets new MLflow runs)."
+            )
         new = [Param(k, _param_value(v)) for k, v in self._params.items() if k not in existing]
         for start in range(0, len(new), 100):
             self.client.log_batch(self.run_id, params=new[start : start + 100])
@@ -415,10 +438,13 @@ def package_versions() -> dict[str, str]:
     return found
 
 
-def sync_records(tracking_uri: str, sweep, records: list[TrialRecord]) -> dict[str, int]:
-    """Backfill MLflow from Tune's records (after the tracking server was lost): each trial's run is found
-    by parent + trial name or created, missing epochs are logged (each step once), and it is ended."""
-    experiment_id, parent = ensure_parent_run(tracking_uri, sweep.name, {SWEEP_FILE_TAG: str(sweep.path)})
+def sync_records(
+    tracking_uri: str, sweep, records: list[TrialRecord], known: tuple[str, str] | None = None
+) -> dict[str, int]:
+    """Backfill MLflow from Tune's records (after the tracking server was lost): the sweep's parent run (by
+    the ids kept in its state, ``known``), each trial's run found under it by trial name or created, missing
+    epochs logged (each step once), and ended."""
+    experiment_id, parent = parent_run(tracking_uri, sweep.name, {SWEEP_FILE_TAG: str(sweep.path)}, known)
     counts = {"runs": 0, "epochs_sent": 0}
     for record in records:
         run = TrialRun(
@@ -463,15 +489,19 @@ def _quote(text: str) -> str:
     return text.replace("'", "\\'")
 
 
-def records_from_mlflow(tracking_uri: str, sweep: str) -> list[TrialRecord]:
-    """Per-trial records rebuilt from the sweep's MLflow runs (each trial run: tags, params, metric history)."""
+def records_from_mlflow(tracking_uri: str, sweep: str, parent: str | None = None) -> list[TrialRecord]:
+    """Per-trial records rebuilt from the MLflow runs of one run of a sweep (each trial run: tags, params,
+    metric history): the children of ``parent`` (default: the sweep's newest parent run)."""
     c = client(tracking_uri)
     experiment = c.get_experiment_by_name(sweep)
-    if experiment is None:
-        raise ConfigError(f"MLflow at {tracking_uri} has no experiment {sweep!r}; run the sweep first.")
+    parent = parent or parent_run_id(tracking_uri, sweep)
+    if experiment is None or parent is None:
+        raise ConfigError(
+            f"MLflow at {redact(tracking_uri)} has no run of sweep {sweep!r}; run the sweep first."
+        )
     runs = c.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.`{TRIAL_TAG}` != ''",
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent}' and tags.`{TRIAL_TAG}` != ''",
         max_results=50000,
         order_by=["attributes.start_time ASC"],
     )

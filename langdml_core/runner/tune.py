@@ -38,9 +38,9 @@ from langdml_core.runner.tracking import (
     PROVENANCE_PREFIX,
     TrialRun,
     end_run,
-    ensure_parent_run,
     git_provenance,
     package_versions,
+    parent_run,
     record_report,
     redact,
 )
@@ -224,6 +224,16 @@ def trainable_for(tracking: dict[str, str], trials: Trials, resources: dict[str,
     return tune.with_resources(tune.with_parameters(trainable, tracking=tracking, trials=trials), resources)
 
 
+MLFLOW_IDS_FILE = "langdml_mlflow.json"
+"""Beside Tune's state: [experiment id, parent run id] of the sweep run it belongs to (a resumed sweep
+continues its own MLflow runs, found by these ids, never by names)."""
+
+
+def load_mlflow_ids(experiment_path: str) -> tuple[str, str] | None:
+    ids = load_json(experiment_path, MLFLOW_IDS_FILE)
+    return (str(ids[0]), str(ids[1])) if ids else None
+
+
 def store_trials(experiment_path: str, trials: Trials, resume: bool) -> None:
     """Write :data:`TRIALS_FILE` for a new experiment; on ``--resume``, refuse stored state that belongs to
     another sweep (other trial names or configs: e.g. a --smoke run's, or an edited sweep file)."""
@@ -233,20 +243,30 @@ def store_trials(experiment_path: str, trials: Trials, resume: bool) -> None:
             f"--resume: the Tune state at {experiment_path} holds other trials than this sweep ({trials_diff(stored, trials)}); "
             "rerun without --resume and with another --storage to start this sweep, or undo the change."
         )
-    fs, path = _filesystem(experiment_path)
-    fs.create_dir(path, recursive=True)
-    with fs.open_output_stream(f"{path}/{TRIALS_FILE}") as stream:
-        stream.write(json.dumps(trials, indent=1).encode())
+    store_json(experiment_path, TRIALS_FILE, trials)
 
 
 def load_trials(experiment_path: str) -> Trials | None:
     """The experiment's :data:`TRIALS_FILE` (None when there is none)."""
+    return load_json(experiment_path, TRIALS_FILE)
+
+
+def store_json(experiment_path: str, name: str, value: Any) -> None:
+    """A JSON file of langdml's beside Tune's state (local folder or bucket)."""
+    fs, path = _filesystem(experiment_path)
+    fs.create_dir(path, recursive=True)
+    with fs.open_output_stream(f"{path}/{name}") as stream:
+        stream.write(json.dumps(value, indent=1).encode())
+
+
+def load_json(experiment_path: str, name: str) -> Any:
+    """A file written by :func:`store_json` (None when there is none)."""
     import pyarrow.fs
 
     fs, path = _filesystem(experiment_path)
-    if fs.get_file_info(f"{path}/{TRIALS_FILE}").type == pyarrow.fs.FileType.NotFound:
+    if fs.get_file_info(f"{path}/{name}").type == pyarrow.fs.FileType.NotFound:
         return None
-    with fs.open_input_stream(f"{path}/{TRIALS_FILE}") as stream:
+    with fs.open_input_stream(f"{path}/{name}") as stream:
         return json.loads(stream.read())
 
 
@@ -327,9 +347,16 @@ class Started:
     tracking: dict[str, str]
 
 
-def prepare(sweep: Sweep, args: argparse.Namespace) -> Started:
+def prepare(
+    sweep: Sweep,
+    args: argparse.Namespace,
+    experiment_path: str,
+    restore: bool,
+    parent: tuple[str, str] | None = None,
+) -> Started:
     """Resolve storage/tracking (``places.resolve_places``), check the tracking server, start or join Ray,
-    and find or create the sweep's MLflow parent run."""
+    and open the sweep's MLflow parent run: ``parent`` when given (a search's retrain), the one whose ids
+    the restored Tune state keeps, else a new one; its ids are kept beside the Tune state."""
     import ray
 
     places = resolve_places(args.results, args.storage, args.tracking_uri)
@@ -350,9 +377,11 @@ def prepare(sweep: Sweep, args: argparse.Namespace) -> Started:
             _temp_dir=os.environ.get("LANGDML_RAY_TEMP_DIR"),
         )
     code = git_provenance()
-    experiment_id, parent_run_id = ensure_parent_run(
-        places.tracking_uri, sweep.name, {SWEEP_FILE_TAG: str(sweep.path), **code}
+    known = parent or (load_mlflow_ids(experiment_path) if restore else None)
+    experiment_id, parent_run_id = parent_run(
+        places.tracking_uri, sweep.name, {SWEEP_FILE_TAG: str(sweep.path), **code}, known
     )
+    store_json(experiment_path, MLFLOW_IDS_FILE, [experiment_id, parent_run_id])
     tracking = {
         **code,
         "uri": places.tracking_uri,
@@ -431,7 +460,12 @@ def resolve_trial(params: dict[str, Any], trials: Trials) -> dict[str, Any]:
     return trial
 
 
-def run_sweep(sweep: Sweep, args: argparse.Namespace, tune_name: str | None = None) -> int:
+def run_sweep(
+    sweep: Sweep,
+    args: argparse.Namespace,
+    tune_name: str | None = None,
+    parent: tuple[str, str] | None = None,
+) -> int:
     """Run (or with --resume continue) a grid sweep on local embedded Ray or a cluster; write its report.
     (A search sweep runs through ``runner.search.run_search``, which calls this for its retrain.)"""
     from ray import tune
@@ -440,7 +474,7 @@ def run_sweep(sweep: Sweep, args: argparse.Namespace, tune_name: str | None = No
     tune_name = tune_name or sweep.name
     experiment_path = resolve_places(args.results, args.storage, args.tracking_uri).tune_path(tune_name)
     restore = claim_state(sweep.name, experiment_path, trials, args.resume)  # before Ray or MLflow start
-    started = prepare(sweep, args)
+    started = prepare(sweep, args, experiment_path, restore, parent)
     resources = {"cpu": args.cpus_per_trial, "gpu": gpus_per_trial(args.gpus_per_trial, sweep.trials)}
     param_space = {"trial": tune.grid_search(list(trials))}
     fn = trainable_for(started.tracking, trials, resources)
