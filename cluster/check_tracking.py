@@ -46,7 +46,7 @@ def check_sweep(uri: str, args: argparse.Namespace) -> list[str]:
 
     sweep = load_sweep(args.sweep, overrides=args.set, seeds=args.seeds, smoke=args.smoke)
     report = [sys.executable, "-m", "langdml_core.runner.cli", "report", str(args.sweep), "--tracking-uri", uri]
-    report += ["--results", str(args.results)]
+    report += ["--results", str(args.results)] + (["--smoke"] if args.smoke else [])
     done = subprocess.run(report, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _path()})
     if done.returncode:
         return [f"`langdml report` failed ({done.returncode}): {done.stderr.strip()[-2000:]}"]

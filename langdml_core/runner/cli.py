@@ -76,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--results", default="results")
     report.add_argument("--tracking-uri", default=None)
     report.add_argument("--storage", default=None)
+    report.add_argument("--smoke", action="store_true", help="the sweep's --smoke run (<sweep>-smoke)")
     report.add_argument(
         "--sync-mlflow",
         action="store_true",
@@ -164,7 +165,7 @@ def _report(args: argparse.Namespace) -> int:
     from langdml_core.runner.tracking import records_from_mlflow
     from langdml_core.runner.tune import load_mlflow_ids
 
-    sweep = load_sweep(args.sweep_file)
+    sweep = load_sweep(args.sweep_file, smoke=args.smoke)
     places = resolve_places(args.results, args.storage, args.tracking_uri)
     # the sweep run whose Tune state is in this storage (a search's phases share one parent run)
     known = load_mlflow_ids(
