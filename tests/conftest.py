@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("LANGDML_CACHE", str(ROOT / ".pytest_cache" / "langdml-cache"))
+# The tests' own cache, always: a user's exported LANGDML_CACHE must never receive the tests' random models
+# (or serve the tests its own tables).
+os.environ["LANGDML_CACHE"] = str(ROOT / ".pytest_cache" / "langdml-cache")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # torch.compile's C++ headers and kernels (hundreds of MB) go to a per-run folder that is removed at exit,

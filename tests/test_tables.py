@@ -195,3 +195,20 @@ def test_build_table_passes_the_configured_plg_transform(monkeypatch, small_trai
     cfg = LanguageConfig(guidance="plg", topk=2, plg_transform="release")
     build_table(cfg, small_train, seed=0, device=torch.device("cpu"))
     assert seen == {"transform": "release"}
+
+
+def test_the_tests_use_their_own_cache_whatever_the_user_exported():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    shown = subprocess.run(
+        [sys.executable, "-c", "import os, conftest; print(os.environ['LANGDML_CACHE'])"],
+        env={**os.environ, "LANGDML_CACHE": "/home/user/.cache/langdml"},
+        cwd=tests,
+        capture_output=True,
+        text=True,
+    )
+    assert shown.stdout.strip() == str(tests.parent / ".pytest_cache" / "langdml-cache"), shown.stderr
