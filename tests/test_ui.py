@@ -1,17 +1,17 @@
 """`langdml ui`: a busy port is refused, a non-loopback address is warned about, the URL is printed once the
 server answers, and SIGTERM takes the MLflow server and its workers down."""
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from langdml_core.runner.cli import main, port_free
+from langdml_core.runner.cli import alive, descendants, main, port_free
 
 
 def test_a_busy_port_is_refused_in_one_sentence_and_an_open_host_is_warned_about(tmp_path, capsys):
@@ -58,47 +58,27 @@ def test_sigterm_stops_the_ui_server_and_its_workers(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        start_new_session=True,  # as a shell's job: `langdml ui` leads its group, the server is in it
     )
-    server_group = None
+    family = []
     try:
         line = ""  # langdml's line comes once /health answers (MLflow prints its own lines too)
         while not line.startswith("MLflow UI for") and ui.poll() is None:
             line = ui.stdout.readline()
         assert line.startswith("MLflow UI for sqlite:///") and f"http://127.0.0.1:{port}" in line
         assert not port_free("127.0.0.1", port)
-        group = os.getpgid(ui.pid)  # `langdml ui` itself
-        children = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == ui.pid]
-        assert children  # the MLflow server, in its own process group
-        server_group = os.getpgid(int(children[0].name))
-        assert server_group != group
-        ui.send_signal(signal.SIGTERM)
+        family = descendants(ui.pid)  # the MLflow server and its workers
+        assert family and all(os.getpgid(pid) == ui.pid for pid in family)  # a killpg reaches them all
+        ui.send_signal(signal.SIGTERM)  # to `langdml ui` alone: it stops them
         assert ui.wait(timeout=30) == 0
         deadline = time.time() + 20
-        while time.time() < deadline and _members(server_group):
+        while time.time() < deadline and any(alive(pid) for pid in family):
             time.sleep(0.5)
-        assert not _members(server_group), "MLflow's server or workers outlived `langdml ui`"
+        assert not [pid for pid in family if alive(pid)], "MLflow's server or workers outlived `langdml ui`"
         assert port_free("127.0.0.1", port)
     finally:
         if ui.poll() is None:
             ui.kill()
-        for pid in _members(server_group) if server_group else []:  # never leave a server behind
-            os.kill(pid, signal.SIGKILL)
-
-
-def _parent(proc: Path) -> int:
-    try:
-        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return -1
-
-
-def _members(group: int) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if os.getpgid(int(proc.name)) == group:
-                    found.append(int(proc.name))
-            except OSError:
-                pass
-    return found
+        for pid in family:  # never leave a server behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

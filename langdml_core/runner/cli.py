@@ -216,16 +216,22 @@ def _ui(args: argparse.Namespace) -> int:
         raise ConfigError(f"Port {args.port} on {args.host} is in use; pass another --port (e.g. 5001).")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     cmd += ["--host", args.host, "--port", str(args.port)]
-    server = subprocess.Popen(cmd, start_new_session=True)  # its own group: stopped whole, below
+    # in this process group, so that whatever stops `langdml ui` as a group (a terminal's Ctrl-C, killpg)
+    # stops the server and its workers too; SIGTERM to `langdml ui` alone is passed on below
+    server = subprocess.Popen(cmd)
 
     def stop(*_):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
+        family = [server.pid, *descendants(server.pid)]  # MLflow's server and its uvicorn workers
+        for pid in family:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.time() + 15
+        while time.time() < deadline and any(alive(pid) for pid in family):
+            server.poll()  # reaps the server once it exits
+            time.sleep(0.2)
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         sys.exit(0)
 
     previous = signal.signal(signal.SIGTERM, stop)
@@ -246,6 +252,31 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(proc.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo += children.get(child, [])
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited
 
 
 def port_free(host: str, port: int) -> bool:
