@@ -298,7 +298,7 @@ def test_fake_gpus_pack_two_trials_per_gpu_and_run_on_cpu(tmp_path):
 
 
 def test_resume_refuses_tune_state_of_other_trials_and_names_the_difference(tmp_path):
-    from langdml_core.runner.tune import load_trials, store_trials, trials_table
+    from langdml_core.runner.state import load_trials, store_trials, trials_table
 
     full = load_sweep(TINY)
     smoke = load_sweep(TINY, smoke=True)
@@ -521,14 +521,14 @@ def test_keep_drops_grid_points_and_the_count_follows():
 
 
 def test_a_second_driver_on_the_same_sweep_state_is_refused(tmp_path):
-    from langdml_core.runner import tune as tune_module
+    from langdml_core.runner import state as state_module
 
     path = str(tmp_path / "ray" / "tiny")
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time; from langdml_core.runner.tune import hold_driver_lock; "
+            "import sys, time; from langdml_core.runner.state import hold_driver_lock; "
             f"hold_driver_lock('tiny', {path!r}); print('held', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
@@ -537,7 +537,7 @@ def test_a_second_driver_on_the_same_sweep_state_is_refused(tmp_path):
     try:
         assert holder.stdout.readline() == "held\n"
         with pytest.raises(ConfigError) as refused:
-            tune_module.hold_driver_lock("tiny", path)
+            state_module.hold_driver_lock("tiny", path)
         assert str(refused.value) == (
             f"Sweep 'tiny' is being run by another driver on {path}; wait for it to end, or pass --storage DIR "
             "(and --results DIR) to run a separate copy."
@@ -545,9 +545,9 @@ def test_a_second_driver_on_the_same_sweep_state_is_refused(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    tune_module.hold_driver_lock("tiny", path)  # the first driver is gone: its lock went with it
-    assert path in tune_module._held_locks
-    tune_module._held_locks.pop(path).release()
+    state_module.hold_driver_lock("tiny", path)  # the first driver is gone: its lock went with it
+    assert path in state_module._held_locks
+    state_module._held_locks.pop(path).release()
 
 
 def test_drivers_creating_one_experiment_at_once_all_get_it(tmp_path):

@@ -162,8 +162,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from langdml_core.runner.report import write_report
+    from langdml_core.runner.state import load_mlflow_ids
     from langdml_core.runner.tracking import records_from_mlflow
-    from langdml_core.runner.tune import load_mlflow_ids
 
     sweep = load_sweep(args.sweep_file, smoke=args.smoke)
     places = resolve_places(args.results, args.storage, args.tracking_uri)

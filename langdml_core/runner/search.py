@@ -24,9 +24,9 @@ from langdml_core.runner.places import FINAL_SUFFIX, SEARCH_SUFFIX, resolve_plac
 from langdml_core.runner.plots import search_plot
 from langdml_core.runner.records import TrialRecord
 from langdml_core.runner.search_spec import SearchSpec
+from langdml_core.runner.state import claim_state, trials_table
 from langdml_core.runner.sweep_file import Sweep, Trial
 from langdml_core.runner.tune import (
-    claim_state,
     dirname,
     gpus_per_trial,
     prepare,
@@ -35,7 +35,6 @@ from langdml_core.runner.tune import (
     run_sweep,
     trainable_for,
     trial_name,
-    trials_table,
 )
 
 
