@@ -118,6 +118,24 @@ def test_credentials_in_a_tracking_uri_are_never_printed():
     assert redact("sqlite:////home/alice/results/mlflow.db") == "sqlite:////home/alice/results/mlflow.db"
 
 
+def test_report_from_a_dead_tracking_server_is_one_sentence_at_once(tmp_path):
+    """`langdml report` reads the sweep's record from MLflow: a server that is not there is one sentence (its
+    password hidden) within seconds, not minutes of MLflow's HTTP retries and chained tracebacks."""
+    uri = f"http://alice:s3cret@127.0.0.1:{free_port()}"
+    for extra in ([], ["--sync-mlflow"]):
+        start = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "langdml_core.runner.cli", "report", str(TINY), "--tracking-uri", uri,
+             "--results", str(tmp_path), *extra],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert time.monotonic() - start < 60
+        assert done.returncode != 0 and "Traceback" not in done.stderr
+        message = done.stderr.strip().splitlines()
+        assert len(message) == 1 and "MLflow tracking server http://***@127.0.0.1" in message[0], done.stderr
+        assert "is unreachable" in message[0] and "s3cret" not in done.stdout + done.stderr
+
+
 # ---- checkpoints -----------------------------------------------------------------------------------------------
 def test_corrupt_tune_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     from ray import tune
@@ -371,7 +389,7 @@ def test_tracking_check_sends_uri_credentials_as_basic_auth_and_never_prints_the
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     from langdml_core.errors import TrackingError
-    from langdml_core.runner.tune import check_tracking
+    from langdml_core.runner.tracking import check_tracking
 
     want = "Basic " + base64.b64encode(b"alice:s3cret word").decode()
 

@@ -95,7 +95,7 @@ def test_redact(uri, shown):
 
 def test_unreachable_tracking_server_error_hides_the_password():
     from langdml_core.errors import UserError
-    from langdml_core.runner.tune import check_tracking
+    from langdml_core.runner.tracking import check_tracking
 
     with pytest.raises(UserError) as err:
         check_tracking(f"http://alice:{SECRET}@127.0.0.1:9")

@@ -92,10 +92,9 @@ def mlflow_runs(tmp_path):
     return client, client.search_runs([experiment.experiment_id]) if experiment else []
 
 
-def trial_dirs(tmp_path):
-    return sorted(
-        d for d in (tmp_path / "results" / "ray" / "tiny").glob("*_*") if d.is_dir() and d.name[0] != "."
-    )
+def trial_dirs(tmp_path, storage=None):
+    storage = storage or tmp_path / "results" / "ray"
+    return sorted(d for d in (storage / "tiny").glob("*_*") if d.is_dir() and d.name[0] != ".")
 
 
 def stop_ray(tmp_path):
@@ -114,7 +113,7 @@ def stop_ray(tmp_path):
 
 
 @pytest.mark.slow
-def test_sweep_runs_tracks_reports_and_replays(tmp_path):
+def test_sweep_runs_tracks_reports_and_replays_and_a_fresh_sweep_is_a_new_record(tmp_path):
     try:
         result = run_sweep(tmp_path, "--max-concurrent", "2")
     finally:
@@ -215,6 +214,60 @@ def test_sweep_runs_tracks_reports_and_replays(tmp_path):
     replay = json.loads((out / "metrics.json").read_text())["final"]
     swept = frame[frame["trial"] == name].iloc[0]
     assert replay["test/recall_at_1"] == pytest.approx(swept["last/test/recall_at_1"], abs=1e-12)
+
+    # The same sweep afresh on a new --storage, one seed, 5 epochs, on a local Ray with 2 (fake) GPUs: a new
+    # record beside the first, one checkpoint home per trial, one GPU reserved per trial without being asked.
+    try:
+        again = run_sweep(
+            tmp_path, "--seeds", "1", "--storage", str(tmp_path / "other"), "--local-gpus", "2",
+            "--set", "run.epochs=5",
+        )  # fmt: skip
+    finally:
+        stop_ray(tmp_path)
+    check_a_fresh_sweep_gets_new_runs_and_leaves_the_old_ones_alone(tmp_path, runs)
+    dirs = trial_dirs(tmp_path, tmp_path / "other")
+    check_one_checkpoint_home_and_at_most_two_checkpoints(dirs, epochs=5)
+    assert "Reserving 1 GPU per trial (2 in the cluster" in again.stdout
+    placements = [json.loads((d / "placement.json").read_text()) for d in dirs]
+    assert len(placements) == 2 and all(len(p["gpu_ids"]) == 1 for p in placements)
+
+
+def check_a_fresh_sweep_gets_new_runs_and_leaves_the_old_ones_alone(tmp_path, first_runs):
+    client, runs = mlflow_runs(tmp_path)
+    parents = sorted(
+        (r for r in runs if r.data.tags.get("langdml.role") == "parent"), key=lambda r: r.info.start_time
+    )
+    assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
+    old = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert {r.info.run_id: r.data.metrics for r in old} == {
+        r.info.run_id: r.data.metrics for r in first_runs if r.data.tags.get("mlflow.parentRunId")
+    }
+    new = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[1].info.run_id]
+    assert sorted(r.data.tags["langdml.trial"] for r in new) == ["margin/seed=0", "msim/seed=0"]
+    for run in new:
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "test/recall_at_1")] == [
+            1,
+            2,
+            3,
+            4,
+            5,
+        ]
+
+
+def check_one_checkpoint_home_and_at_most_two_checkpoints(dirs, epochs):
+    import torch
+
+    assert len(dirs) == 2
+    for d in dirs:
+        assert not list(d.glob("checkpoint_epoch*.pt"))  # no second copy of the state beside Tune's
+        folders = sorted(d.glob("checkpoint_0*"))
+        assert len(folders) == 2, folders  # the newest two of the epochs
+        newest = folders[-1] / "checkpoint.pt"
+        assert torch.load(newest, weights_only=True)["epoch"] == epochs
+        total = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+        one = newest.stat().st_size
+        print(f"{d.name}: {total} bytes in storage, one checkpoint {one} bytes")
+        assert total < 2 * one + 512 * 1024  # two checkpoints and small text files (logs, metrics, config)
 
 
 def check_ui_serves_runs(tmp_path, trial_names):
@@ -324,28 +377,6 @@ def test_resume_refuses_tune_state_of_other_trials_and_names_the_difference(tmp_
     assert load_trials(path) == fewer
 
 
-@pytest.mark.slow
-def test_a_trial_keeps_one_checkpoint_home_and_at_most_two_checkpoints_in_storage(tmp_path):
-    import torch
-
-    try:
-        run_sweep(tmp_path, "--seeds", "1", "--max-concurrent", "2", "--set", "run.epochs=5")
-    finally:
-        stop_ray(tmp_path)
-    dirs = trial_dirs(tmp_path)
-    assert len(dirs) == 2
-    for d in dirs:
-        assert not list(d.glob("checkpoint_epoch*.pt"))  # no second copy of the state beside Tune's
-        folders = sorted(d.glob("checkpoint_0*"))
-        assert len(folders) == 2, folders  # the newest two of five epochs
-        newest = folders[-1] / "checkpoint.pt"
-        assert torch.load(newest, weights_only=True)["epoch"] == 5
-        total = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
-        one = newest.stat().st_size
-        print(f"{d.name}: {total} bytes in storage, one checkpoint {one} bytes")
-        assert total < 2 * one + 512 * 1024  # two checkpoints and small text files (logs, metrics, config)
-
-
 def test_gpus_are_reserved_per_trial_by_default_and_unreserved_cuda_is_refused():
     from langdml_core.runner.tune import gpus_per_trial, trial_device
 
@@ -364,17 +395,6 @@ def test_gpus_are_reserved_per_trial_by_default_and_unreserved_cuda_is_refused()
     # inside a trial: no GPU reserved -> CPU, whatever the node has; a reserved one -> CUDA as asked
     assert trial_device("auto", []) == "cpu"
     assert trial_device("auto", ["0"]) == "auto" and trial_device("cuda:0", ["1"]) == "cuda:0"
-
-
-@pytest.mark.slow
-def test_a_local_ray_with_gpus_reserves_one_per_trial_without_being_asked(tmp_path):
-    try:
-        result = run_sweep(tmp_path, "--seeds", "1", "--local-gpus", "2", "--set", "run.epochs=1")
-    finally:
-        stop_ray(tmp_path)
-    assert "Reserving 1 GPU per trial (2 in the cluster" in result.stdout
-    placements = [json.loads((d / "placement.json").read_text()) for d in trial_dirs(tmp_path)]
-    assert len(placements) == 2 and all(len(p["gpu_ids"]) == 1 for p in placements)
 
 
 def finished_and_running(tmp_path, epochs=3):
@@ -406,7 +426,9 @@ KILL_POINTS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, point):
-    driver = run_sweep(tmp_path, "--max-concurrent", "1", "--set", "run.epochs=3", wait=False)
+    # one trial at a time where the kill point needs a sweep caught between trials, else two
+    concurrent = "1" if point == "mid_sweep" else "2"
+    driver = run_sweep(tmp_path, "--max-concurrent", concurrent, "--set", "run.epochs=3", wait=False)
     try:
         deadline = time.time() + 300
         while time.time() < deadline and not KILL_POINTS[point](tmp_path):
@@ -421,7 +443,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, point
     finally:
         stop_ray(tmp_path)
     try:
-        resumed = run_sweep(tmp_path, "--max-concurrent", "1", "--set", "run.epochs=3", "--resume")
+        resumed = run_sweep(tmp_path, "--max-concurrent", concurrent, "--set", "run.epochs=3", "--resume")
     finally:
         stop_ray(tmp_path)
     assert "| margin |" in resumed.stdout  # the report was written by the resumed driver
@@ -564,23 +586,3 @@ def test_drivers_creating_one_experiment_at_once_all_get_it(tmp_path):
     outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0]
     assert len(set(outputs)) == 1 and outputs[0]
-
-
-@pytest.mark.slow
-def test_a_fresh_sweep_gets_new_mlflow_runs_and_leaves_the_old_ones_alone(tmp_path):
-    try:
-        run_sweep(tmp_path, "--seeds", "1")
-        # the same sweep again on a new storage, with another schedule: a different experiment
-        run_sweep(tmp_path, "--seeds", "1", "--storage", str(tmp_path / "other"), "--set", "run.epochs=3")
-    finally:
-        stop_ray(tmp_path)
-    client, runs = mlflow_runs(tmp_path)
-    parents = sorted(
-        (r for r in runs if r.data.tags.get("langdml.role") == "parent"), key=lambda r: r.info.start_time
-    )
-    assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
-    for parent, epochs in zip(parents, ([1, 2], [1, 2, 3]), strict=True):
-        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-        assert sorted(r.data.tags["langdml.trial"] for r in children) == ["margin/seed=0", "msim/seed=0"]
-        for run in children:
-            assert [m.step for m in client.get_metric_history(run.info.run_id, "test/recall_at_1")] == epochs

@@ -163,10 +163,12 @@ def _train(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from langdml_core.runner.report import write_report
     from langdml_core.runner.state import load_mlflow_ids
-    from langdml_core.runner.tracking import records_from_mlflow
+    from langdml_core.runner.tracking import check_tracking, records_from_mlflow
 
     sweep = load_sweep(args.sweep_file, smoke=args.smoke)
     places = resolve_places(args.results, args.storage, args.tracking_uri)
+    if args.source == "mlflow" or args.sync_mlflow:  # one sentence now, not minutes of MLflow's HTTP retries
+        check_tracking(places.tracking_uri)
     # the sweep run whose Tune state is in this storage (a search's phases share one parent run)
     known = load_mlflow_ids(
         places.tune_path(tune_experiments(sweep.name, search=sweep.search is not None)[0])

@@ -528,3 +528,27 @@ def records_from_mlflow(tracking_uri: str, sweep: str, parent: str | None = None
             )
         )
     return records
+
+
+def check_tracking(uri: str) -> None:
+    """Fail before any GPU time is spent when the tracking server cannot be reached."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import base64
+    import urllib.parse
+    import urllib.request
+
+    # user:password@ in the URI (as MLflow's client accepts it) becomes a basic-auth header, not a host name
+    parts = urllib.parse.urlsplit(uri.rstrip("/"))
+    request = urllib.request.Request(
+        parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl() + "/health"
+    )
+    if parts.username is not None:
+        pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
+    try:
+        urllib.request.urlopen(request, timeout=10).read()
+    except Exception as exc:
+        raise TrackingError(
+            f"MLflow tracking server {redact(uri)} is unreachable ({exc}); start it or pass --tracking-uri."
+        ) from None

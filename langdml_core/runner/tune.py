@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from langdml_core.config import TrialConfig
-from langdml_core.errors import ConfigError, NonFiniteLossError, TrackingError
+from langdml_core.errors import ConfigError, NonFiniteLossError
 from langdml_core.runner.places import Places, resolve_places, ui_command
 from langdml_core.runner.records import (
     ERROR,
@@ -47,12 +47,12 @@ from langdml_core.runner.tracking import (
     GIT_COMMIT_TAG,
     PROVENANCE_PREFIX,
     TrialRun,
+    check_tracking,
     end_run,
     git_provenance,
     package_versions,
     parent_run,
     record_report,
-    redact,
 )
 
 PROVENANCE_TAGS = (GIT_COMMIT_TAG, PROVENANCE_PREFIX)
@@ -433,30 +433,6 @@ def _params(result) -> dict[str, Any]:
     first report (a NaN at epoch 1) has no result.json, hence no ``result.config``."""
     with result.filesystem.open_input_stream(f"{result.path}/params.json") as stream:
         return json.loads(stream.read())
-
-
-def check_tracking(uri: str) -> None:
-    """Fail before any GPU time is spent when the tracking server cannot be reached."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    import base64
-    import urllib.parse
-    import urllib.request
-
-    # user:password@ in the URI (as MLflow's client accepts it) becomes a basic-auth header, not a host name
-    parts = urllib.parse.urlsplit(uri.rstrip("/"))
-    request = urllib.request.Request(
-        parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl() + "/health"
-    )
-    if parts.username is not None:
-        pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
-        request.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
-    try:
-        urllib.request.urlopen(request, timeout=10).read()
-    except Exception as exc:
-        raise TrackingError(
-            f"MLflow tracking server {redact(uri)} is unreachable ({exc}); start it or pass --tracking-uri."
-        ) from None
 
 
 def dirname(trial) -> str:
