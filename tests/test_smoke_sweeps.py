@@ -25,6 +25,28 @@ def world(tmp_path_factory):
     return paper_world.build(tmp_path_factory.mktemp("paper_world"))
 
 
+@pytest.fixture(scope="module")
+def cluster(world, tmp_path_factory):
+    """One Ray head for every smoke run (as sweeps share a cluster), started with the fixture world's
+    environment (trial workers inherit the head's, not the driver's), and one results folder (one MLflow
+    database with an experiment per sweep): each run skips Ray's and MLflow's start-up."""
+    home = tmp_path_factory.mktemp("smoke")
+    temp = ray_temp(home)
+    env = {**os.environ, **world, "RAY_DEDUP_LOGS": "0"}
+    env.pop("RAY_ADDRESS", None)
+    ray = Path(sys.executable).with_name("ray")
+    subprocess.run(
+        [str(ray), "start", "--head", "--num-cpus", "2", "--num-gpus", "0", "--temp-dir", temp,
+         "--include-dashboard", "false", "--disable-usage-stats", "--port", "0", "--node-ip-address", "127.0.0.1"],
+        env=env, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    address = next((Path(temp) / "ray_current_cluster").read_text().split())
+    try:
+        yield {**env, "RAY_ADDRESS": address}, home / "results"
+    finally:
+        stop_ray(home)
+
+
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
 def test_smoke_trials_run_every_swept_value_once_at_least(path):
     full, smoke = load_sweep(path), load_sweep(path, smoke=True)
@@ -41,24 +63,19 @@ def test_smoke_trials_run_every_swept_value_once_at_least(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
-def test_sweep_file_smoke_run(path, world, tmp_path, monkeypatch):
-    env = {**os.environ, **world, "LANGDML_RAY_TEMP_DIR": ray_temp(tmp_path), "RAY_DEDUP_LOGS": "0"}
-    env.pop("RAY_ADDRESS", None)
-    results = tmp_path / "results"
+def test_sweep_file_smoke_run(path, world, cluster, monkeypatch):
+    env, results = cluster
     command = [sys.executable, str(path), "--smoke", "--set", "data.check_counts=false"]
     sweep = load_sweep(path, smoke=True)
     if sweep.search is not None:  # the fixture's 10 training classes: 2 for validation, 8 for a batch
         command += ["--set", "data.val_classes=2"]
-    try:
-        done = subprocess.run(
-            [*command, "--results", str(results), "--max-concurrent", "2"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-    finally:
-        stop_ray(tmp_path)
+    done = subprocess.run(
+        [*command, "--results", str(results), "--max-concurrent", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
 
     import mlflow
