@@ -35,13 +35,13 @@ def cluster(world, tmp_path_factory):
     env = {**os.environ, **world, "RAY_DEDUP_LOGS": "0"}
     env.pop("RAY_ADDRESS", None)
     ray = Path(sys.executable).with_name("ray")
-    subprocess.run(
-        [str(ray), "start", "--head", "--num-cpus", "2", "--num-gpus", "0", "--temp-dir", temp,
-         "--include-dashboard", "false", "--disable-usage-stats", "--port", "0", "--node-ip-address", "127.0.0.1"],
-        env=env, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    address = next((Path(temp) / "ray_current_cluster").read_text().split())
     try:
+        subprocess.run(
+            [str(ray), "start", "--head", "--num-cpus", "2", "--num-gpus", "0", "--temp-dir", temp,
+             "--include-dashboard", "false", "--disable-usage-stats", "--port", "0", "--node-ip-address", "127.0.0.1"],
+            env=env, check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        address = (Path(temp) / "ray_current_cluster").read_text().split()[0]
         yield {**env, "RAY_ADDRESS": address}, home / "results"
     finally:
         stop_ray(home)
