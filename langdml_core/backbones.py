@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from langdml_core.cache import atomic_write, cache_dir, locked
+from langdml_core.cache import atomic_write, cache_dir, hf_hub_cache, locked
 from langdml_core.config import ModelConfig
 from langdml_core.errors import WeightsError
 from langdml_core.registry import Registry
@@ -94,6 +94,44 @@ def create_backbone(
     return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
 
 
+def pretrained_weights(name: str, weights_file: str = "") -> Path:
+    """The local file that ``create_backbone(name, pretrained=True, weights_file=...)`` loads, found without
+    loading it: ``weights_file``, the packaged weights, or timm's file in the Hugging Face cache (then torch
+    hub's cache of its URL). Cache keys digest this file, so changed weights never reuse old results."""
+    if weights_file:
+        path = Path(weights_file).expanduser()
+        if not path.is_file():
+            raise WeightsError(
+                f"model.weights_file {str(path)!r} does not exist; give a local .safetensors/.pth file."
+            )
+        return path
+    if name in PACKAGED_WEIGHTS:
+        return PACKAGED_WEIGHTS.create(name)
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is not None and cfg.hf_hub_id:
+        files = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+        for filename in files:
+            found = try_to_load_from_cache(cfg.hf_hub_id, filename, cache_dir=hf_hub_cache())
+            if isinstance(found, str) and os.path.isfile(found):
+                return Path(found)
+    if cfg is not None and cfg.url:
+        legacy = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
+        if legacy.is_file():
+            return legacy
+    raise WeightsError(_no_local_weights(name))
+
+
+def _no_local_weights(name: str) -> str:
+    return (
+        f"No local ImageNet weights for backbone {name!r}: set model.weights_file to a local weights file, "
+        f"pre-populate the Hugging Face cache (HF_HOME) on this machine, use a packaged backbone "
+        f"({', '.join(PACKAGED_WEIGHTS.names())}), or set model.pretrained=false for random weights."
+    )
+
+
 def _from_local_hub_cache(name: str, kwargs: dict) -> nn.Module:
     """Load from an already-populated HF/timm cache only; a missing file is an error, not a download."""
     import timm
@@ -103,11 +141,7 @@ def _from_local_hub_cache(name: str, kwargs: dict) -> nn.Module:
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
     except Exception as exc:  # timm raises many kinds (OSError, LocalEntryNotFoundError, RuntimeError)
-        raise WeightsError(
-            f"No local ImageNet weights for backbone {name!r}: set model.weights_file to a local weights file, "
-            f"pre-populate the Hugging Face cache (HF_HOME) on this machine, use a packaged backbone "
-            f"({', '.join(PACKAGED_WEIGHTS.names())}), or set model.pretrained=false for random weights."
-        ) from exc
+        raise WeightsError(_no_local_weights(name)) from exc
     finally:
         if previous is None:
             os.environ.pop("HF_HUB_OFFLINE", None)

@@ -24,6 +24,18 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+def hf_hub_cache() -> str:
+    """The Hugging Face hub cache directory, read at call time (HF_HUB_CACHE, then HF_HOME/hub, then the
+    default): where Hub models are looked up offline."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
 @contextmanager
 def locked(target: Path, timeout: float = 1800) -> Iterator[None]:
     """Hold an inter-process lock for producing ``target``."""
@@ -48,7 +60,9 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> Path:
 
 
 def files_digest(path: str | Path, label: str = "") -> str:
-    """sha256 over file names, sizes and the sha256 of the first MiB of each file (cheap for big checkpoints).
+    """sha256 over file names, sizes and a sample of each file's bytes: its first and last MiB and 32 evenly
+    spaced 64 KiB blocks between them (about 4 MiB read per file, however big the checkpoint; weights trained
+    further differ in every block).
 
     ``path`` is a file or a directory (all files below it, hidden folders skipped, symlinks followed).
     """
@@ -64,7 +78,21 @@ def files_digest(path: str | Path, label: str = "") -> str:
     h = hashlib.sha256(label.encode())
     for file in files:
         name = file.relative_to(root).as_posix() if root.is_dir() else file.name
-        with open(file, "rb") as f:
-            head = hashlib.sha256(f.read(1 << 20)).hexdigest()
-        h.update(f"\n{name}:{file.stat().st_size}:{head}".encode())
+        size = file.stat().st_size
+        h.update(f"\n{name}:{size}:{_sampled_sha256(file, size)}".encode())
+    return h.hexdigest()
+
+
+def _sampled_sha256(
+    file: Path, size: int, edge: int = 1 << 20, blocks: int = 32, block: int = 1 << 16
+) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        if size <= 2 * edge + blocks * block:
+            h.update(f.read())
+            return h.hexdigest()
+        offsets = [0] + [edge + i * (size - 2 * edge - block) // (blocks - 1) for i in range(blocks)]
+        for offset, length in zip([*offsets, size - edge], [edge] + [block] * blocks + [edge], strict=True):
+            f.seek(offset)
+            h.update(f.read(length))
     return h.hexdigest()

@@ -4,6 +4,7 @@ dataset loaders, backbones, PLG classifier and text encoders run end to end."""
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,9 @@ def cluster(world, tmp_path_factory):
     database with an experiment per sweep): each run skips Ray's and MLflow's start-up."""
     home = tmp_path_factory.mktemp("smoke")
     temp = ray_temp(home)
-    env = {**os.environ, **world, "RAY_DEDUP_LOGS": "0"}
+    # token authentication, as cluster/slurm/sweep.sbatch runs a shared cluster: the drivers carry the token
+    token = secrets.token_hex(32)
+    env = {**os.environ, **world, "RAY_DEDUP_LOGS": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     env.pop("RAY_ADDRESS", None)
     ray = Path(sys.executable).with_name("ray")
     try:

