@@ -21,7 +21,11 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 -m "not slow"
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m "slow and not extended" --durations=10
+
+# Also the smoke runs of every sweep file (see tests/test_smoke_sweeps.py): before a release.
+test-all: test
+	$(BIN)/python -m pytest -q -m extended --durations=10
 
 lint: setup
 	$(BIN)/ruff check langdml_core tests

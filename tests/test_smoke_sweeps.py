@@ -19,6 +19,11 @@ from langdml_core.runner.sweep_file import load_sweep, smoke_trials
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "sweeps").glob("*.py"))
+CORE = {"table1", "backbones", "language_models", "demo", "demo_search"}
+"""Smoke runs in `make test` (CI): between them every dataset x loss x guidance, every backbone, every text
+encoder, the embedded default and the search. The other sweep files vary knobs of the same code paths (their
+resolved configs are checked by the fast tests); their smoke runs are in `make test-all` (about 15 min more)."""
+SMOKE_RUNS = [p if p.stem in CORE else pytest.param(p, marks=pytest.mark.extended) for p in SWEEPS]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +70,7 @@ def test_smoke_trials_run_every_swept_value_once_at_least(path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SMOKE_RUNS, ids=lambda p: p.stem)
 def test_sweep_file_smoke_run(path, world, cluster, monkeypatch):
     env, results = cluster
     command = [sys.executable, str(path), "--smoke", "--set", "data.check_counts=false"]
