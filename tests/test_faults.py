@@ -412,3 +412,23 @@ def test_tracking_check_sends_uri_credentials_as_basic_auth_and_never_prints_the
         assert "wrong-pass" not in str(err.value) and f"http://***@127.0.0.1:{port}" in str(err.value)
     finally:
         server.shutdown()
+
+
+def test_credentials_of_an_http_tracking_uri_travel_as_mlflows_variables(monkeypatch):
+    """MLflow prints every ended run's link with its client's URI: an http(s) URI's password goes through
+    MLFLOW_TRACKING_USERNAME/PASSWORD instead; a database URI keeps its own (SQLAlchemy reads it there)."""
+    from langdml_core.runner.tracking import client, split_credentials
+
+    assert split_credentials("https://alice:s3cret%20word@mlflow.example.org:5000/") == (
+        "https://mlflow.example.org:5000/", "alice", "s3cret word"
+    )  # fmt: skip
+    for uri in ("postgresql://bob:pw@db.example.org/mlflow", "sqlite:////tmp/mlflow.db", "http://host:5000"):
+        assert split_credentials(uri) == (uri, None, None)
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    made = client("http://alice:s3cret@127.0.0.1:9")
+    assert made.tracking_uri == "http://127.0.0.1:9"
+    assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == (
+        "alice",
+        "s3cret",
+    )

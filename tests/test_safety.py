@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 import ast
 import itertools
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -172,6 +176,110 @@ def test_secrets_never_reach_mlflow_trial_files_or_output(sweep_with_secrets):
 def test_aws_credentials_never_reach_rays_logs(sweep_with_secrets):
     for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         assert sweep_with_secrets["found"][SECRET_ENV[name]] == []
+
+
+class AuthProxy:
+    """An MLflow server behind HTTP basic auth, as a credentialed team server is: requests without
+    alice's password are refused (401, counted), the others are forwarded to the plain server."""
+
+    def __init__(self, upstream_port: int, user: str, password: str):
+        import base64
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        want = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        proxy = self
+        self.accepted = self.refused = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def forward(self):
+                if self.headers.get("Authorization") != want:
+                    proxy.refused += 1
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                proxy.accepted += 1
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("authorization", "host")
+                }
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                answer = upstream.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                upstream.close()
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.mark.slow
+def test_a_password_in_the_tracking_uri_reaches_no_file_log_or_output(tmp_path):
+    """A sweep logging to a password-protected MLflow server through http://alice:PASSWORD@host: every run
+    lands, every request carried the password, and the password is in no file the sweep, Tune, Ray or
+    MLflow wrote (Tune's experiment state and tuner.pkl, trial params/results, Ray's worker logs, the
+    server's database and artifacts) and not in the driver's output."""
+    import time
+    import urllib.request
+
+    import mlflow
+    from test_faults import free_port
+
+    password = SECRET + "-in-the-uri"
+    upstream = free_port()
+    server_dir = tmp_path / "server"
+    server_dir.mkdir()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{server_dir / 'mlflow.db'}",
+         "--artifacts-destination", str(server_dir / "artifacts"), "--host", "127.0.0.1", "--port", str(upstream),
+         "--workers", "1"],
+        cwd=server_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    proxy = AuthProxy(upstream, "alice", password)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{upstream}/health", timeout=2).read()
+                break
+            except OSError:
+                assert time.time() < deadline, "the MLflow server did not start"
+                time.sleep(0.5)
+        uri = f"http://alice:{password}@127.0.0.1:{proxy.port}"
+        result = run_sweep(tmp_path, "--seeds", "1", "--tracking-uri", uri)
+        client = mlflow.MlflowClient(f"http://127.0.0.1:{upstream}")  # the server itself, no password
+        runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+        temp = Path(ray_temp(tmp_path))
+        found = files_containing(password.encode(), tmp_path, temp)
+        ray_logs = [p for p in temp.rglob("*") if p.suffix in (".log", ".out", ".err")]
+    finally:
+        stop_ray(tmp_path)
+        proxy.server.shutdown()
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    assert proxy.accepted > 10 and proxy.refused == 0  # the driver and the trials all sent the password
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}  # the parent and two trials
+    assert all("test/recall_at_1" in r.data.metrics for r in runs if r.data.tags.get("mlflow.parentRunId"))
+    output = result.stdout + result.stderr
+    assert password not in output and "http://***@127.0.0.1" in output
+    assert len(ray_logs) > 5 and any((tmp_path / "results" / "ray" / "tiny").rglob("tuner.pkl"))
+    assert found == []
 
 
 # ---- (c) the AWS cluster: SSH is the only port open to the internet ------------------------------------

@@ -55,7 +55,10 @@ def client(tracking_uri: str):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if tracking_uri.startswith("sqlite:///"):
         create_sqlite_store(Path(tracking_uri.removeprefix("sqlite:///")))
-    return mlflow.MlflowClient(tracking_uri=tracking_uri)
+    plain, user, password = split_credentials(tracking_uri)
+    if user is not None:  # MLflow prints run links with the client's URI: the password goes by its variables
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = user, password or ""
+    return mlflow.MlflowClient(tracking_uri=plain)
 
 
 def create_sqlite_store(path: Path) -> None:
@@ -530,21 +533,30 @@ def records_from_mlflow(tracking_uri: str, sweep: str, parent: str | None = None
     return records
 
 
+def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """(an http(s) URI without ``user:password@``, user, password); user and password are None when there are
+    none. Database URIs (postgresql://user:pw@host/db) keep theirs: SQLAlchemy reads them from the URI."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https") or parts.username is None:
+        return uri, None, None
+    plain = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    return plain, urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
+
+
 def check_tracking(uri: str) -> None:
     """Fail before any GPU time is spent when the tracking server cannot be reached."""
     if not uri.startswith(("http://", "https://")):
         return
     import base64
-    import urllib.parse
     import urllib.request
 
     # user:password@ in the URI (as MLflow's client accepts it) becomes a basic-auth header, not a host name
-    parts = urllib.parse.urlsplit(uri.rstrip("/"))
-    request = urllib.request.Request(
-        parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl() + "/health"
-    )
-    if parts.username is not None:
-        pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+    plain, user, password = split_credentials(uri.rstrip("/"))
+    request = urllib.request.Request(plain + "/health")
+    if user is not None:
+        pair = f"{user}:{password}"
         request.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
     try:
         urllib.request.urlopen(request, timeout=10).read()
