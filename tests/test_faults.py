@@ -21,7 +21,8 @@ from test_sweeps import TINY, finished_and_running, mlflow_runs, ray_temp, run_s
 
 from langdml_core.runner.records import TrialRecord
 from langdml_core.runner.sweep_file import load_sweep
-from langdml_core.runner.tracking import TrialRun, parent_run, redact, sync_records
+from langdml_core.runner.tracking import TrialRun, parent_run, sync_records
+from langdml_core.runner.tracking_store import redact
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -389,7 +390,7 @@ def test_tracking_check_sends_uri_credentials_as_basic_auth_and_never_prints_the
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     from langdml_core.errors import TrackingError
-    from langdml_core.runner.tracking import check_tracking
+    from langdml_core.runner.tracking_store import check_tracking
 
     want = "Basic " + base64.b64encode(b"alice:s3cret word").decode()
 
@@ -417,7 +418,7 @@ def test_tracking_check_sends_uri_credentials_as_basic_auth_and_never_prints_the
 def test_credentials_of_an_http_tracking_uri_travel_as_mlflows_variables(monkeypatch):
     """MLflow prints every ended run's link with its client's URI: an http(s) URI's password goes through
     MLFLOW_TRACKING_USERNAME/PASSWORD instead; a database URI keeps its own (SQLAlchemy reads it there)."""
-    from langdml_core.runner.tracking import client, split_credentials
+    from langdml_core.runner.tracking_store import client, split_credentials
 
     assert split_credentials("https://alice:s3cret%20word@mlflow.example.org:5000/") == (
         "https://mlflow.example.org:5000/", "alice", "s3cret word"

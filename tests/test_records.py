@@ -69,7 +69,7 @@ def test_a_new_sqlite_store_is_created_whole_or_not_at_all(tmp_path, monkeypatch
     """A driver killed while MLflow migrates a fresh database used to leave a half-migrated file."""
     import mlflow
 
-    from langdml_core.runner import tracking
+    from langdml_core.runner import tracking_store
 
     db = tmp_path / "results" / "mlflow.db"
     real = mlflow.MlflowClient
@@ -80,10 +80,10 @@ def test_a_new_sqlite_store_is_created_whole_or_not_at_all(tmp_path, monkeypatch
 
     monkeypatch.setattr(mlflow, "MlflowClient", dies_while_migrating)
     with pytest.raises(KeyboardInterrupt):
-        tracking.client(f"sqlite:///{db}")
+        tracking_store.client(f"sqlite:///{db}")
     assert not db.exists() and not list(db.parent.glob(".mlflow.db.*.tmp"))
     monkeypatch.setattr(mlflow, "MlflowClient", real)
-    c = tracking.client(f"sqlite:///{db}")
+    c = tracking_store.client(f"sqlite:///{db}")
     assert db.is_file() and c.search_experiments(max_results=1)  # the Default experiment of a migrated store
 
 

@@ -17,7 +17,7 @@ import yaml
 from test_sweeps import ray_temp, run_sweep, stop_ray
 
 from langdml_core.runner.cli import main
-from langdml_core.runner.tracking import redact
+from langdml_core.runner.tracking_store import redact
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-LANGDML-FAKE-SECRET"
@@ -99,7 +99,7 @@ def test_redact(uri, shown):
 
 def test_unreachable_tracking_server_error_hides_the_password():
     from langdml_core.errors import UserError
-    from langdml_core.runner.tracking import check_tracking
+    from langdml_core.runner.tracking_store import check_tracking
 
     with pytest.raises(UserError) as err:
         check_tracking(f"http://alice:{SECRET}@127.0.0.1:9")

@@ -575,7 +575,7 @@ def test_a_second_driver_on_the_same_sweep_state_is_refused(tmp_path):
 def test_drivers_creating_one_experiment_at_once_all_get_it(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     code = (
-        "import time, sys; from langdml_core.runner.tracking import client, _create_experiment; c = client(sys.argv[1]); "
+        "import time, sys; from langdml_core.runner.tracking_store import client; from langdml_core.runner.tracking import _create_experiment; c = client(sys.argv[1]); "
         "time.sleep(max(0, float(sys.argv[2]) - time.time())); print(_create_experiment(c, sys.argv[1], 'race'))"
     )
     start = str(time.time() + 12)  # all at once, after every process has imported MLflow

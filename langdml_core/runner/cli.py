@@ -19,7 +19,7 @@ from langdml_core.config import SECTIONS, TrialConfig, field_docs, parse_overrid
 from langdml_core.errors import ConfigError, UserError
 from langdml_core.runner.places import resolve_places, tune_experiments
 from langdml_core.runner.sweep_file import Sweep, load_sweep
-from langdml_core.runner.tracking import redact
+from langdml_core.runner.tracking_store import redact
 
 TRAIN_EPILOG = """\
 Every config key can be set with --set section.key=value (values are parsed as YAML: 2, 1e-5, true,
@@ -163,7 +163,8 @@ def _train(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from langdml_core.runner.report import write_report
     from langdml_core.runner.state import load_mlflow_ids
-    from langdml_core.runner.tracking import check_tracking, records_from_mlflow
+    from langdml_core.runner.tracking import records_from_mlflow
+    from langdml_core.runner.tracking_store import check_tracking
 
     sweep = load_sweep(args.sweep_file, smoke=args.smoke)
     places = resolve_places(args.results, args.storage, args.tracking_uri)

@@ -31,7 +31,7 @@ class Places:
     storage: str
     """Tune storage path: an absolute local path or a URI (s3://...)."""
     tracking_uri: str
-    """MLflow tracking URI (may carry user:password@; print it through ``tracking.redact``)."""
+    """MLflow tracking URI (may carry user:password@; print it through ``tracking_store.redact``)."""
 
     def tune_path(self, experiment: str) -> str:
         """The folder of one Tune experiment (see :func:`tune_experiments`) under the storage."""
@@ -70,7 +70,7 @@ def ui_command(places: Places) -> str:
     import shutil
     import sys
 
-    from langdml_core.runner.tracking import redact
+    from langdml_core.runner.tracking_store import redact
 
     script = Path(sys.executable).parent / "langdml"
     command = "langdml"

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from langdml_core.runner.records import (
     trial_tags,
     varied_from_tags,
 )
+from langdml_core.runner.tracking_store import client, redact
 
 log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
@@ -47,41 +46,6 @@ def _tracking_errors() -> tuple[type[BaseException], ...]:
     from mlflow.exceptions import MlflowException
 
     return (MlflowException, OSError)
-
-
-def client(tracking_uri: str):
-    import mlflow
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    if tracking_uri.startswith("sqlite:///"):
-        create_sqlite_store(Path(tracking_uri.removeprefix("sqlite:///")))
-    plain, user, password = split_credentials(tracking_uri)
-    if user is not None:  # MLflow prints run links with the client's URI: the password goes by its variables
-        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = user, password or ""
-    return mlflow.MlflowClient(tracking_uri=plain)
-
-
-def create_sqlite_store(path: Path) -> None:
-    """Create a new MLflow SQLite database whole or not at all: MLflow migrates it in place on first use, so a
-    process killed meanwhile (a driver killed at start) left a half-migrated file that every later run failed
-    on ("duplicate column name"). Migrate a temp file under a lock, then rename it into place."""
-    if path.exists():
-        return
-    import mlflow
-    from filelock import FileLock
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        if path.exists():
-            return
-        tmp = path.with_name(
-            f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        )  # MLflow caches stores by URI
-        try:
-            mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 def parent_run(
@@ -391,54 +355,6 @@ class TrialRun:
 
 SUMMARY_PREFIXES = ("last/", "best_test_epoch/", "val_selected/")
 """Metrics of a trial's protocol summary (``TrialRun.log_summary``), not of an epoch."""
-GIT_COMMIT_TAG = "mlflow.source.git.commit"
-PROVENANCE_PREFIX = "provenance."
-PACKAGES = (
-    "langdml",
-    "torch",
-    "torchvision",
-    "timm",
-    "pytorch-metric-learning",
-    "ray",
-    "mlflow",
-    "faiss-cpu",
-    "faiss-gpu",
-)
-
-
-def git_provenance(where: Path | None = None) -> dict[str, str]:
-    """Tags naming the code a sweep ran, read on the driver (workers may have no .git): the commit (MLflow's
-    own tag, shown in its UI) and whether the working tree had uncommitted changes. Empty outside git."""
-    import subprocess
-
-    folder = str(where or Path(__file__).resolve().parents[2])
-    try:
-        commit = subprocess.run(
-            ["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", folder, "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return {GIT_COMMIT_TAG: commit, f"{PROVENANCE_PREFIX}git_dirty": str(bool(dirty)).lower()}
-
-
-def package_versions() -> dict[str, str]:
-    """Tags with the versions of the packages that shape a result, as installed where this runs."""
-    from importlib import metadata
-
-    found = {}
-    for name in PACKAGES:
-        try:
-            found[f"{PROVENANCE_PREFIX}{name}"] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
 
 
 def sync_records(
@@ -476,11 +392,6 @@ def sync_records(
 def _is_metric(key: str) -> bool:
     """A langdml metric (``test/recall_at_1``), not one of Tune's bookkeeping or config columns."""
     return "/" in key and not key.startswith("config/")
-
-
-def redact(uri: str) -> str:
-    """A URI with any ``user:password@`` part replaced (printed and logged URIs never carry credentials)."""
-    return re.sub(r"//[^/@\s]+@", "//***@", uri)
 
 
 def _param_value(value: Any) -> str:
@@ -531,36 +442,3 @@ def records_from_mlflow(tracking_uri: str, sweep: str, parent: str | None = None
             )
         )
     return records
-
-
-def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
-    """(an http(s) URI without ``user:password@``, user, password); user and password are None when there are
-    none. Database URIs (postgresql://user:pw@host/db) keep theirs: SQLAlchemy reads them from the URI."""
-    import urllib.parse
-
-    parts = urllib.parse.urlsplit(uri)
-    if parts.scheme not in ("http", "https") or parts.username is None:
-        return uri, None, None
-    plain = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
-    return plain, urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
-
-
-def check_tracking(uri: str) -> None:
-    """Fail before any GPU time is spent when the tracking server cannot be reached."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    import base64
-    import urllib.request
-
-    # user:password@ in the URI (as MLflow's client accepts it) becomes a basic-auth header, not a host name
-    plain, user, password = split_credentials(uri.rstrip("/"))
-    request = urllib.request.Request(plain + "/health")
-    if user is not None:
-        pair = f"{user}:{password}"
-        request.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
-    try:
-        urllib.request.urlopen(request, timeout=10).read()
-    except Exception as exc:
-        raise TrackingError(
-            f"MLflow tracking server {redact(uri)} is unreachable ({exc}); start it or pass --tracking-uri."
-        ) from None

@@ -19,6 +19,7 @@ from typing import Any
 from langdml_core.config import TrialConfig
 from langdml_core.errors import ConfigError, NonFiniteLossError
 from langdml_core.runner.places import Places, resolve_places, ui_command
+from langdml_core.runner.provenance import GIT_COMMIT_TAG, PROVENANCE_PREFIX, git_provenance, package_versions
 from langdml_core.runner.records import (
     ERROR,
     ERROR_TAG,
@@ -43,17 +44,8 @@ from langdml_core.runner.state import (
     trials_table,
 )
 from langdml_core.runner.sweep_file import Sweep
-from langdml_core.runner.tracking import (
-    GIT_COMMIT_TAG,
-    PROVENANCE_PREFIX,
-    TrialRun,
-    check_tracking,
-    end_run,
-    git_provenance,
-    package_versions,
-    parent_run,
-    record_report,
-)
+from langdml_core.runner.tracking import TrialRun, end_run, parent_run, record_report
+from langdml_core.runner.tracking_store import check_tracking
 
 PROVENANCE_TAGS = (GIT_COMMIT_TAG, PROVENANCE_PREFIX)
 
