@@ -433,3 +433,32 @@ def test_credentials_of_an_http_tracking_uri_travel_as_mlflows_variables(monkeyp
         "alice",
         "s3cret",
     )
+
+
+def test_trial_runs_left_open_or_killed_by_a_stop_end_as_tune_recorded_their_trials(tmp_path):
+    """A worker killed before it could end its run (a trial stopped by ASHA, or torn down) leaves the run
+    RUNNING; one that saw only Tune's stop ends it KILLED. After the sweep each gets its trial's Tune status."""
+    from langdml_core.runner.tracking import close_open_trial_runs, end_run
+
+    uri = sqlite_uri(tmp_path)
+    experiment_id, parent = parent_run(uri, "tiny")
+    runs = {name: TrialRun(uri, experiment_id, parent, name) for name in "abcdef"}
+    end_run(uri, runs["d"].run_id, "FINISHED")  # ended by its trial: left alone
+    end_run(uri, runs["e"].run_id, "KILLED")  # stopped early by the scheduler, which Tune counts as finished
+    end_run(uri, runs["f"].run_id, "KILLED")  # stopped by a Ctrl-C: stays KILLED
+    records = [record("a", [1]), record("b", [1], status="ERROR"), record("c", [], status="INCOMPLETE"),
+               record("d", [1]), record("e", [1]), record("f", [1], status="INCOMPLETE")]  # fmt: skip
+    assert close_open_trial_runs(uri, parent, records) == 4
+    client, found = mlflow_runs_at(uri, "tiny")
+    status = {
+        r.data.tags["langdml.trial"]: r.info.status for r in found if r.data.tags.get("mlflow.parentRunId")
+    }
+    assert status == {
+        "a": "FINISHED",
+        "b": "FAILED",
+        "c": "KILLED",
+        "d": "FINISHED",
+        "e": "FINISHED",
+        "f": "KILLED",
+    }
+    assert close_open_trial_runs(uri, parent, records) == 0  # nothing left to change

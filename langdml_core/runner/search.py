@@ -26,6 +26,7 @@ from langdml_core.runner.records import TrialRecord
 from langdml_core.runner.search_spec import SearchSpec
 from langdml_core.runner.state import claim_state, trials_table
 from langdml_core.runner.sweep_file import Sweep, Trial
+from langdml_core.runner.tracking import close_open_trial_runs
 from langdml_core.runner.tune import (
     dirname,
     gpus_per_trial,
@@ -116,6 +117,7 @@ def run_search(sweep, args: argparse.Namespace) -> int:
             run_config=run_config(sweep.name + SEARCH_SUFFIX, started.places.storage),
         )
     records = results_frame(tuner.fit(), trials)
+    close_open_trial_runs(started.tracking["uri"], started.tracking["parent_run_id"], records)  # ASHA's stops
     best = best_setting(records, spec, epochs)
     out = started.places.results / sweep.name
     write_search_report(sweep, spec, records, best, out)

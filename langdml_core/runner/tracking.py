@@ -186,6 +186,37 @@ def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> bool:
     return True
 
 
+def close_open_trial_runs(tracking_uri: str, parent_run_id: str, records: list[TrialRecord]) -> int:
+    """End the trial runs that their trial could not end as Tune did: each child run of ``parent_run_id``
+    still RUNNING (its worker was killed before it could end it) gets the status Tune recorded for its trial
+    (finished -> FINISHED, ERROR -> FAILED, else KILLED), and a KILLED one whose trial Tune counts as
+    finished (the scheduler stopped it early, e.g. ASHA: its worker sees only a stop) becomes FINISHED.
+    Returns how many it changed; an unreachable server is a warning (``--sync-mlflow`` ends them later)."""
+    wanted = {
+        r.name: "FINISHED" if r.status == TERMINATED else "FAILED" if r.status == ERROR else "KILLED"
+        for r in records
+    }
+    try:
+        c = client(tracking_uri)
+        experiment_id = c.get_run(parent_run_id).info.experiment_id
+        runs = c.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status != 'FINISHED'",
+            max_results=50000,
+        )  # (MLflow compares a status with one value only)
+    except _tracking_errors() as exc:
+        log.warning("MLflow at %s is unreachable (%s); open trial runs stay open.", redact(tracking_uri), exc)
+        return 0
+    ended = 0
+    for run in runs:
+        status = wanted.get(run.data.tags.get(TRIAL_TAG, ""))
+        if status is not None and (
+            run.info.status == "RUNNING" or (run.info.status == "KILLED" and status == "FINISHED")
+        ):
+            ended += end_run(tracking_uri, run.info.run_id, status)
+    return ended
+
+
 class TrialRun:
     """The MLflow run of one trial: found or created once, then metrics per epoch, then ended.
 

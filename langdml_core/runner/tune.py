@@ -44,7 +44,7 @@ from langdml_core.runner.state import (
     trials_table,
 )
 from langdml_core.runner.sweep_file import Sweep
-from langdml_core.runner.tracking import TrialRun, end_run, parent_run, record_report
+from langdml_core.runner.tracking import TrialRun, close_open_trial_runs, end_run, parent_run, record_report
 from langdml_core.runner.tracking_store import check_tracking
 
 PROVENANCE_TAGS = (GIT_COMMIT_TAG, PROVENANCE_PREFIX)
@@ -375,6 +375,7 @@ def run_sweep(
         print(f"Interrupted; rerun with --resume to finish the sweep ({sweep.name}).", file=sys.stderr)
         return 130
     records = results_frame(results, trials)
+    close_open_trial_runs(tracking_uri, parent, records)
     failed = [r for r in records if r.status == ERROR]
     unfinished = missing_trials(sweep, records)
     end_run(tracking_uri, parent, "FAILED" if failed else "KILLED" if unfinished else "FINISHED")
