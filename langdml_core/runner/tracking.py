@@ -31,7 +31,7 @@ from langdml_core.runner.records import (
     trial_tags,
     varied_from_tags,
 )
-from langdml_core.runner.tracking_store import client, redact
+from langdml_core.runner.tracking_store import check_tracking, client, redact
 
 log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
@@ -197,6 +197,7 @@ def close_open_trial_runs(tracking_uri: str, parent_run_id: str, records: list[T
         for r in records
     }
     try:
+        check_tracking(tracking_uri)  # one request, not minutes of MLflow's retries, when the server is gone
         c = client(tracking_uri)
         experiment_id = c.get_run(parent_run_id).info.experiment_id
         runs = c.search_runs(
@@ -204,7 +205,7 @@ def close_open_trial_runs(tracking_uri: str, parent_run_id: str, records: list[T
             filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status != 'FINISHED'",
             max_results=50000,
         )  # (MLflow compares a status with one value only)
-    except _tracking_errors() as exc:
+    except (TrackingError, *_tracking_errors()) as exc:
         log.warning("MLflow at %s is unreachable (%s); open trial runs stay open.", redact(tracking_uri), exc)
         return 0
     ended = 0
