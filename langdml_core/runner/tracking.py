@@ -45,7 +45,7 @@ ARTIFACTS_DIR = "mlartifacts"
 def _tracking_errors() -> tuple[type[BaseException], ...]:
     from mlflow.exceptions import MlflowException
 
-    return (MlflowException, OSError)
+    return (MlflowException, OSError, TrackingError)
 
 
 def parent_run(
@@ -128,6 +128,7 @@ def record_report(tracking_uri: str, run_id: str, sweep, report_dir: Path, text:
             description[: DESCRIPTION_LIMIT - 80] + "\n\n... (cut here: the whole report is report/table.md)"
         )
     try:
+        check_tracking(tracking_uri)  # one request, not MLflow's minutes of retries, when the server is gone
         c.set_tag(run_id, NOTE_TAG, description)
         params = [Param(k, _param_value(v)) for k, v in sorted(shared.items())]
         params += [
@@ -172,6 +173,7 @@ def _varied_keys(sweep) -> list[str]:
 def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> bool:
     """End a run; when the server is unreachable say so (``--sync-mlflow`` ends it later) and go on."""
     try:
+        check_tracking(tracking_uri)  # one request, not MLflow's minutes of retries, when the server is gone
         client(tracking_uri).set_terminated(run_id, status=status)
     except Exception as exc:
         if not isinstance(exc, _tracking_errors()):
@@ -205,7 +207,7 @@ def close_open_trial_runs(tracking_uri: str, parent_run_id: str, records: list[T
             filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status != 'FINISHED'",
             max_results=50000,
         )  # (MLflow compares a status with one value only)
-    except (TrackingError, *_tracking_errors()) as exc:
+    except _tracking_errors() as exc:
         log.warning("MLflow at %s is unreachable (%s); open trial runs stay open.", redact(tracking_uri), exc)
         return 0
     ended = 0
