@@ -82,11 +82,63 @@ def test_valid_files_the_quick_look_doubts_are_decoded_not_refused(tmp_path):
         assert quick_problem(str(path)) is None
 
 
-def test_decode_finds_what_the_first_and_last_bytes_cannot(tmp_path):
-    path = tmp_path / "hollow.jpg"
-    path.write_bytes(b"\xff\xd8\xff" + bytes(2000) + b"\xff\xd9")  # the right markers, nothing decodable
-    assert quick_problem(str(path)) is None  # the trial-start check trusts the markers
-    assert decode_problem(str(path)).startswith("cannot be decoded as an image (UnidentifiedImageError")
+def test_the_quick_check_reads_headers_and_decode_finds_what_they_cannot(tmp_path):
+    markers_only = tmp_path / "markers_only.jpg"
+    markers_only.write_bytes(b"\xff\xd8\xff" + bytes(2000) + b"\xff\xd9")  # the right markers, no header
+    assert quick_problem(str(markers_only)).startswith("cannot be decoded as an image (UnidentifiedImageError")
+    data = encoded("JPEG", (64, 64))
+    hollow = tmp_path / "hollow.jpg"  # a whole header, then zeros where the pixels were, then EOI
+    hollow.write_bytes(data[:200] + bytes(len(data) - 202) + b"\xff\xd9")
+    assert quick_problem(str(hollow)) is None  # the trial-start check trusts markers and header
+    assert decode_problem(str(hollow)).startswith("cannot be decoded as an image (OSError")
+
+
+def test_an_image_too_large_to_decode_is_refused_by_the_quick_check(tmp_path, monkeypatch):
+    path = tmp_path / "huge.png"
+    path.write_bytes(encoded("PNG", (40, 30)))
+    assert quick_problem(str(path)) is None
+    # Pillow refuses to decode beyond 2 x MAX_IMAGE_PIXELS (a 14000 x 14000 PNG by default): shrink the limit
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    assert quick_problem(str(path)).startswith("is too large to decode (DecompressionBombError: Image size (1200")
+
+
+def test_a_hollow_image_is_named_when_a_batch_meets_it(tmp_path):
+    make_folder(tmp_path)
+    data = encoded("JPEG", (64, 64))
+    bad = tmp_path / "test" / "snow_owl" / "3.jpg"
+    bad.write_bytes(data[:200] + bytes(len(data) - 202) + b"\xff\xd9")
+    test = build_dataset(DataConfig(name="folder", root=str(tmp_path))).test  # passes the start check
+    with pytest.raises(DatasetError) as err:
+        [test.load(i) for i in range(len(test))]
+    one_sentence(str(err.value))
+    assert f"image '{bad}' of the test split cannot be decoded (OSError" in str(err.value)
+    assert "langdml data check DATASET --decode" in str(err.value)
+
+
+def test_symlink_loops_in_a_folder_dataset_are_named(tmp_path):
+    make_folder(tmp_path)
+    loop = tmp_path / "train" / "loop"
+    loop.symlink_to("loop")  # a class folder that links to itself
+    with pytest.raises(DatasetError) as err:
+        build_dataset(DataConfig(name="folder", root=str(tmp_path)))
+    one_sentence(str(err.value))
+    assert f"'{loop}' cannot be followed (Too many levels of symbolic links)" in str(err.value)
+    loop.unlink()
+    image = tmp_path / "train" / "red_fox" / "self.jpg"
+    image.symlink_to("self.jpg")  # an image that links to itself
+    with pytest.raises(DatasetError, match=f"image '{image}' cannot be followed"):
+        build_dataset(DataConfig(name="folder", root=str(tmp_path)))
+
+
+def test_a_class_name_that_is_not_utf8_is_refused_before_the_language_model(tmp_path):
+    make_folder(tmp_path)
+    latin1 = os.path.join(os.fsencode(tmp_path / "train"), b"caf\xe9_owl")  # a Latin-1 folder name
+    os.mkdir(latin1)
+    shutil.copy(tmp_path / "train" / "arctic_wolf" / "x.JPEG", os.path.join(latin1, b"1.jpg"))
+    with pytest.raises(DatasetError) as err:
+        build_dataset(DataConfig(name="folder", root=str(tmp_path)))
+    one_sentence(str(err.value))
+    assert "class name b'caf\\xe9 owl' is not valid UTF-8" in str(err.value)
 
 
 # ---- trial start ---------------------------------------------------------------------------------------
@@ -138,7 +190,8 @@ def test_data_check_lists_every_bad_image_and_names_the_first(tmp_path, capsys):
     truncated = base / "coffee_maker_final" / "333_0.JPG"
     truncated.write_bytes(JPEG[: len(JPEG) // 2])
     hollow = base / "bicycle_final" / "111_1.JPG"
-    hollow.write_bytes(b"\xff\xd8\xff" + bytes(100) + b"\xff\xd9")
+    data = encoded("JPEG", (64, 64))
+    hollow.write_bytes(data[:200] + bytes(len(data) - 202) + b"\xff\xd9")  # a whole header, no pixels
     code, _, err = data_check(capsys, "sop", "--root", str(tmp_path), "--no-check-counts")
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 2  # the quick check: the truncated file only
@@ -148,7 +201,7 @@ def test_data_check_lists_every_bad_image_and_names_the_first(tmp_path, capsys):
     code, _, err = data_check(capsys, "sop", "--root", str(tmp_path), "--no-check-counts", "--decode")
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 3  # in full: the hollow one too, train split first
-    assert lines[0].startswith(f"train: {hollow} cannot be decoded as an image (UnidentifiedImageError")
+    assert lines[0].startswith(f"train: {hollow} cannot be decoded as an image (OSError")
     assert lines[1].startswith(f"test: {truncated} cannot be decoded")
     assert lines[2].startswith(f"error: sop: image '{hollow}' of the train split cannot be decoded")
     assert "(1 more unreadable images; `langdml data check sop --root " in lines[2]

@@ -56,8 +56,16 @@ class ImageSet:
     def load(self, index: int) -> Image.Image:
         if self.images is not None:
             return Image.fromarray(self.images[index])
-        with Image.open(self.paths[index]) as img:  # type: ignore[index]
-            return img.convert("RGB")
+        path = self.paths[index]  # type: ignore[index]
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB")
+        except Exception as err:  # noqa: BLE001 - Pillow raises many kinds; name the file in one sentence
+            raise DatasetError(
+                f"image {path!r} of the {self.name} split cannot be decoded ({type(err).__name__}: "
+                f"{' '.join(str(err).split())}); `langdml data check DATASET --decode` lists every such "
+                "file: re-download it or remove it."
+            ) from None
 
     def subset_classes(self, classes: list[int] | np.ndarray, name: str) -> ImageSet:
         """The images of the given classes, relabelled 0..len(classes)-1 in the given order."""
@@ -141,10 +149,19 @@ def list_images(folder: Path | str) -> list[str]:
         return sorted(
             e.path
             for e in entries
-            if e.is_file()
-            and not e.name.startswith(".")
+            if not e.name.startswith(".")
             and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
+            and _is_file(e)
         )
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError as err:  # a symlink loop (ELOOP): name it instead of a traceback
+        raise DatasetError(
+            f"image {entry.path!r} cannot be followed ({err.strerror}); remove or fix the link."
+        ) from None
 
 
 def require_images(dataset: str, listed_in: Path, paths: list[str]) -> None:
@@ -176,6 +193,8 @@ def make_split(dataset: str, name: str, samples: list[tuple[str, int]], texts: d
     if not samples:
         raise DatasetError(f"{dataset}: the {name} split has no images; check the root and the layout.")
     ids = sorted({cid for _, cid in samples})
+    for cid in ids:
+        require_text(dataset, texts[cid])
     label = {cid: i for i, cid in enumerate(ids)}
     samples = sorted(samples, key=lambda s: (s[1], s[0]))
     return ImageSet(
@@ -185,6 +204,19 @@ def make_split(dataset: str, name: str, samples: list[tuple[str, int]], texts: d
         class_ids=ids,
         paths=[path for path, _ in samples],
     )
+
+
+def require_text(dataset: str, text: str) -> None:
+    """A class text goes to a language model: refuse one that is not valid UTF-8 (a folder or annotation name
+    whose undecodable bytes Python kept as surrogates) before any model is built."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogateescape")
+        raise DatasetError(
+            f"{dataset}: class name {raw!r} is not valid UTF-8 (its texts go to the language model); rename "
+            "it to UTF-8 text, e.g. `convmv -f latin1 -t utf8 --notest -r ROOT`."
+        ) from None
 
 
 def classes_without_images(

@@ -7,7 +7,9 @@ Two depths:
   be at least as long as its header says. This catches empty, unreadable and truncated files (a cut-off
   download) at the cost of two small reads per file; a file that fails it (or has an unknown format, or
   bytes after the JPEG end marker) is decoded in full before it is called broken, so valid files are never
-  refused.
+  refused. Pillow then reads each header (no pixels): an image beyond its decompression-bomb limit or with a
+  zero side is refused here rather than mid-epoch. What only a full decode finds (a "hollow" file whose
+  first and last bytes are right) is named by the loader when a batch meets it (``ImageSet.load``).
 - ``decode`` (``langdml data check --decode``): every image is fully decoded with Pillow, as training
   would do.
 """
@@ -47,9 +49,22 @@ def quick_problem(path: str) -> str | None:
         return f"cannot be read ({err.strerror or type(err).__name__})"
     if size == 0:
         return "is empty (0 bytes)"
-    if _looks_whole(head, tail, size):
-        return None
-    return decode_problem(path)  # suspicious or unknown format: only a full decode can tell
+    if not _looks_whole(head, tail, size):
+        return decode_problem(path)  # suspicious or unknown format: only a full decode can tell
+    return header_problem(path)
+
+
+def header_problem(path: str) -> str | None:
+    """What Pillow refuses by the header alone (no decode, ~40 us): an image too large to decode (Pillow's
+    decompression-bomb limit, which would otherwise stop a trial mid-epoch) or with zero width or height."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Image.DecompressionBombError as err:
+        return f"is too large to decode ({_one_line(err)})"
+    except Exception as err:  # noqa: BLE001 - whole by its bytes, yet Pillow cannot read the header
+        return f"cannot be decoded as an image ({_one_line(err)})"
+    return "has zero width or height" if 0 in (width, height) else None
 
 
 def _looks_whole(head: bytes, tail: bytes, size: int) -> bool:

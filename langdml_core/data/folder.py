@@ -40,7 +40,14 @@ def _classes(split_dir: Path) -> dict[str, list[str]]:
         raise DatasetError(f"{NAME} dataset: {str(split_dir)!r} is not a directory; expected {LAYOUT_HELP}.")
     classes = {}
     for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
-        if not entry.is_dir() or entry.name.startswith("."):
+        try:
+            is_dir = entry.is_dir()
+        except OSError as err:  # a symlink loop (ELOOP) or a link into an unreadable place
+            raise DatasetError(
+                f"{NAME} dataset: {entry.path!r} cannot be followed ({err.strerror}); expected a class folder "
+                "or a link to one: remove or fix the link."
+            ) from None
+        if not is_dir or entry.name.startswith("."):
             continue
         images = list_images(entry.path)
         if not images:
