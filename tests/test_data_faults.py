@@ -85,7 +85,9 @@ def test_valid_files_the_quick_look_doubts_are_decoded_not_refused(tmp_path):
 def test_the_quick_check_reads_headers_and_decode_finds_what_they_cannot(tmp_path):
     markers_only = tmp_path / "markers_only.jpg"
     markers_only.write_bytes(b"\xff\xd8\xff" + bytes(2000) + b"\xff\xd9")  # the right markers, no header
-    assert quick_problem(str(markers_only)).startswith("cannot be decoded as an image (UnidentifiedImageError")
+    assert quick_problem(str(markers_only)).startswith(
+        "cannot be decoded as an image (UnidentifiedImageError"
+    )
     data = encoded("JPEG", (64, 64))
     hollow = tmp_path / "hollow.jpg"  # a whole header, then zeros where the pixels were, then EOI
     hollow.write_bytes(data[:200] + bytes(len(data) - 202) + b"\xff\xd9")
@@ -99,7 +101,9 @@ def test_an_image_too_large_to_decode_is_refused_by_the_quick_check(tmp_path, mo
     assert quick_problem(str(path)) is None
     # Pillow refuses to decode beyond 2 x MAX_IMAGE_PIXELS (a 14000 x 14000 PNG by default): shrink the limit
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
-    assert quick_problem(str(path)).startswith("is too large to decode (DecompressionBombError: Image size (1200")
+    assert quick_problem(str(path)).startswith(
+        "is too large to decode (DecompressionBombError: Image size (1200"
+    )
 
 
 def test_a_hollow_image_is_named_when_a_batch_meets_it(tmp_path):

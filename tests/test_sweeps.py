@@ -586,3 +586,99 @@ def test_drivers_creating_one_experiment_at_once_all_get_it(tmp_path):
     outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0]
     assert len(set(outputs)) == 1 and outputs[0]
+
+
+def test_a_syntax_error_or_a_raising_sweep_file_is_one_sentence_with_its_line(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text(
+        'def get_config():\n    return {"data.name": "demo"\n\ndef get_sweep():\n    return {}\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_sweep(broken)
+    assert str(err.value).startswith(
+        "Sweep file broken.py has a syntax error at line 2: '{' was never closed;"
+    )
+    raising = tmp_path / "raising.py"
+    raising.write_text(
+        'def get_config():\n    return {}\n\ndef get_sweep():\n    return {"run.seed": [1 / 0]}\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_sweep(raising)
+    assert str(err.value) == (
+        "Sweep file raising.py failed in get_sweep() (line 5): ZeroDivisionError: division by zero."
+    )
+    importing = tmp_path / "importing.py"
+    importing.write_text("import no_such_module_here\n")
+    with pytest.raises(ConfigError, match=r"failed importing it \(line 1\): ModuleNotFoundError: No module"):
+        load_sweep(importing)
+
+
+def test_a_grid_beyond_the_cap_is_refused_unless_allowed(tmp_path):
+    from langdml_core.runner.sweep_file import MAX_GRID
+
+    big = tmp_path / "big.py"
+    big.write_text(
+        'def get_config():\n    return {"data.name": "demo"}\n\n'
+        "def get_sweep():\n    return {'run.seed': list(range(SEEDS)), 'optim.lr': [i * 1e-6 for i in range(1, 101)]}\n"
+    )
+    big.write_text("SEEDS = 101\n" + big.read_text())
+    assert 101 * 100 > MAX_GRID
+    with pytest.raises(ConfigError) as err:
+        load_sweep(big)
+    assert str(err.value) == (
+        "big.py: get_sweep() spans 10,100 grid points, more than 10,000 (each is a Tune trial and an MLflow "
+        "run); sweep fewer values, or pass --allow-large-grid if you mean it."
+    )
+    small = tmp_path / "small.py"  # expanding 10,100 trials takes ~20 s: the flag is checked on a smaller cap
+    small.write_text(big.read_text().replace("SEEDS = 101", "SEEDS = 3"))
+    with pytest.raises(ConfigError, match="spans 300 grid points, more than 299"):
+        load_sweep(small, max_grid=299)
+    assert len(load_sweep(small, max_grid=None).trials) == 300
+    listed = subprocess.run(
+        [sys.executable, "-m", "langdml_core.runner.cli", "sweep", str(big), "--list"],
+        capture_output=True,
+        text=True,
+    )
+    assert listed.returncode == 2 and listed.stderr.strip() == f"error: {err.value}"
+
+
+def test_cpus_per_trial_beyond_a_node_or_not_positive_is_refused(tmp_path, capsys):
+    from langdml_core.runner.tune import check_trial_cpus
+
+    nodes = [{"Resources": {"CPU": 2.0}}, {"Resources": {"CPU": 8.0, "GPU": 1.0}}]
+    check_trial_cpus(8, local=False, nodes=nodes)  # fits the larger node
+    with pytest.raises(ConfigError) as err:
+        check_trial_cpus(4, local=True, nodes=nodes[:1])
+    assert str(err.value) == (
+        "--cpus-per-trial 4 is more than this machine's local Ray has (2 CPUs); no trial could ever start: pass "
+        "--cpus-per-trial 2 or less."
+    )
+    check_trial_cpus(16, local=False, nodes=nodes)  # a cluster may grow: a warning, not a refusal
+    assert "trials wait until the autoscaler adds a larger node" in capsys.readouterr().err
+    refused = subprocess.run(
+        [sys.executable, "-m", "langdml_core.runner.cli", "sweep", str(TINY), "--cpus-per-trial", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip().endswith(
+        "argument --cpus-per-trial: '0' must be > 0 (each trial needs a share of a CPU), e.g. 1"
+    )
+
+
+def test_a_local_sweep_asking_more_cpus_than_the_machine_has_ends_at_once_without_a_run(tmp_path):
+    env = {**os.environ, "LANGDML_RAY_TEMP_DIR": ray_temp(tmp_path)}
+    env.pop("RAY_ADDRESS", None)
+    cpus = (os.cpu_count() or 1) + 2
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(TINY), "--results", str(tmp_path / "results"), "--cpus-per-trial", str(cpus)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"error: --cpus-per-trial {cpus} is more than this machine's local Ray has" in done.stderr
+    assert time.monotonic() - started < 120  # was: every trial PENDING for ever
+    assert mlflow_runs(tmp_path)[1] == []  # refused before the sweep's parent run was opened

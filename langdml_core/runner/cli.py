@@ -18,7 +18,7 @@ from pathlib import Path
 from langdml_core.config import SECTIONS, TrialConfig, field_docs, parse_overrides
 from langdml_core.errors import ConfigError, UserError
 from langdml_core.runner.places import resolve_places, tune_experiments
-from langdml_core.runner.sweep_file import Sweep, load_sweep
+from langdml_core.runner.sweep_file import MAX_GRID, Sweep, load_sweep
 from langdml_core.runner.tracking_store import redact
 
 TRAIN_EPILOG = """\
@@ -140,7 +140,7 @@ def _train(args: argparse.Namespace) -> int:
     if bool(args.sweep) != bool(args.trial):
         raise ConfigError("--sweep and --trial go together: --sweep sweeps/X.py --trial NAME.")
     if args.sweep:
-        sweep = load_sweep(args.sweep)
+        sweep = load_sweep(args.sweep, max_grid=None)
         by_name = {t.name: t for t in sweep.trials}
         if args.trial not in by_name:
             from langdml_core.registry import suggest
@@ -166,7 +166,7 @@ def _report(args: argparse.Namespace) -> int:
     from langdml_core.runner.tracking import records_from_mlflow
     from langdml_core.runner.tracking_store import check_tracking
 
-    sweep = load_sweep(args.sweep_file, smoke=args.smoke)
+    sweep = load_sweep(args.sweep_file, smoke=args.smoke, max_grid=None)
     places = resolve_places(args.results, args.storage, args.tracking_uri)
     if args.source == "mlflow" or args.sync_mlflow:  # one sentence now, not minutes of MLflow's HTTP retries
         check_tracking(places.tracking_uri)
@@ -324,6 +324,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--list", action="store_true", help="print trial names and count; run nothing")
     parser.add_argument(
+        "--allow-large-grid",
+        action="store_true",
+        help=f"run a grid of more than {MAX_GRID:,} points (refused without it, as a likely typo)",
+    )
+    parser.add_argument(
         "--resolve",
         action="store_true",
         help="with --list: print every trial's full config and the source of each value",
@@ -355,8 +360,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--cpus-per-trial",
-        type=float,
-        default=float(os.environ.get("LANGDML_CPUS_PER_TRIAL") or 1),
+        type=positive_float,
+        default=os.environ.get("LANGDML_CPUS_PER_TRIAL") or "1",  # a string: argparse checks it with type
         help="CPUs per trial (also torch threads; env LANGDML_CPUS_PER_TRIAL)",
     )
     parser.add_argument(
@@ -382,6 +387,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def positive_float(text: str) -> float:
+    """argparse type of a resource share: a number > 0 (argparse prints the sentence and exits 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a share > 0, e.g. 1") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0 (each trial needs a share of a CPU), e.g. 1")
+    return value
+
+
 def sweep_main(path: str | Path | None = None, argv: list[str] | None = None) -> int:
     """Entry point of ``python sweeps/X.py [flags]`` and ``langdml sweep sweeps/X.py [flags]``."""
     parser = argparse.ArgumentParser(prog=f"python {Path(path).name}" if path else "langdml sweep")
@@ -391,7 +407,11 @@ def sweep_main(path: str | Path | None = None, argv: list[str] | None = None) ->
     args = parser.parse_args(argv)
     try:
         sweep = load_sweep(
-            path or args.sweep_file, overrides=args.overrides, seeds=args.seeds, smoke=args.smoke
+            path or args.sweep_file,
+            overrides=args.overrides,
+            seeds=args.seeds,
+            smoke=args.smoke,
+            max_grid=None if args.allow_large_grid else MAX_GRID,
         )
         if args.list:
             print_list(sweep, resolve=args.resolve)

@@ -19,8 +19,10 @@ from __future__ import annotations
 import copy
 import importlib.util
 import itertools
+import math
 import re
 import reprlib
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,10 @@ SMOKE = {
 }
 """What ``--smoke`` changes in every trial (datasets and models stay those of the sweep). A smoke run keeps
 only the trials needed for every value of every swept key to run once (see ``smoke_trials``)."""
+
+MAX_GRID = 10_000
+"""Grid points a sweep may span without ``--allow-large-grid``: each becomes a Tune trial and an MLflow run
+(and expanding one costs a few ms), so a grid beyond this is more likely a typo than a plan."""
 
 SHORT = {"multisimilarity": "msim", "normalized_softmax": "normsoftmax", "proxy_anchor": "proxyanchor"}
 """Abbreviations used in trial names only."""
@@ -70,15 +76,19 @@ class Sweep:
 
 
 def load_sweep(
-    path: str | Path, *, overrides: list[str] | None = None, seeds: int | None = None, smoke: bool = False
+    path: str | Path,
+    *,
+    overrides: list[str] | None = None,
+    seeds: int | None = None,
+    smoke: bool = False,
+    max_grid: int | None = MAX_GRID,
 ) -> Sweep:
-    """Import a sweep file and expand it into fully resolved, validated trials."""
+    """Import a sweep file and expand it into fully resolved, validated trials (a grid above ``max_grid``
+    points is refused; None: no cap)."""
     path = Path(path).expanduser().absolute()
     if not path.is_file():
         raise ConfigError(f"Sweep file {str(path)!r} does not exist; expected a file such as sweeps/demo.py.")
-    spec = importlib.util.spec_from_file_location(f"langdml_sweep_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    module = _import(path)
     for required in ("get_config", "get_sweep"):
         if not hasattr(module, required):
             raise ConfigError(
@@ -100,6 +110,12 @@ def load_sweep(
         grid["run.seed"] = list(range(seeds))
     for key in extra:
         grid.pop(key, None)  # an override fixes a swept key
+    points = math.prod(len(values) for values in grid.values())
+    if max_grid is not None and points > max_grid:
+        raise ConfigError(
+            f"{path.name}: get_sweep() spans {points:,} grid points, more than {max_grid:,} (each is a Tune "
+            "trial and an MLflow run); sweep fewer values, or pass --allow-large-grid if you mean it."
+        )
     trials = []
     keys = list(grid)
     for combo in itertools.product(*(grid[k] for k in keys)):
@@ -200,11 +216,39 @@ def _complete_sources(sources: dict[str, str], config: dict[str, Any]) -> dict[s
     return done
 
 
+def _import(path: Path) -> ModuleType:
+    """Execute a sweep file as a module; its syntax or import errors become one sentence with the line."""
+    spec = importlib.util.spec_from_file_location(f"langdml_sweep_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except SyntaxError as err:
+        raise ConfigError(
+            f"Sweep file {path.name} has a syntax error at line {err.lineno}: {err.msg}; "
+            f"`python -m py_compile {path}` shows where."
+        ) from None
+    except Exception as err:  # noqa: BLE001 - the user's code: name the file, line and error in one sentence
+        raise _user_code_error(path, "importing it", err) from None
+    return module
+
+
+def _user_code_error(path: Path, doing: str, err: Exception) -> ConfigError:
+    lines = [frame.lineno for frame in traceback.extract_tb(err.__traceback__) if frame.filename == str(path)]
+    where = f" (line {lines[-1]})" if lines else ""
+    message = " ".join(str(err).split())
+    return ConfigError(f"Sweep file {path.name} failed {doing}{where}: {type(err).__name__}: {message}.")
+
+
 def _call(module: ModuleType, function: str, path: Path, *args: Any) -> Any:
     fn = getattr(module, function)
     if not callable(fn):
         raise ConfigError(f"{path.name}: {function} must be a function, not {reprlib.repr(fn)}.")
-    return fn(*args)
+    try:
+        return fn(*args)
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the user's code: one sentence, not a traceback
+        raise _user_code_error(path, f"in {function}()", err) from None
 
 
 def _returned_dict(module: ModuleType, function: str, path: Path, *args: Any) -> dict[str, Any]:

@@ -168,6 +168,28 @@ def console_order(row: dict[str, Any]) -> dict[str, Any]:
     return {**{k: metrics[k] for k in CONSOLE_FIRST if k in metrics}, **metrics}
 
 
+def check_trial_cpus(cpus: float, local: bool, nodes: list[dict] | None = None) -> None:
+    """A trial reserves ``cpus`` on one node. On the embedded local Ray (a fixed machine) a share no node has
+    would leave every trial PENDING for ever: refuse it in one sentence. On a cluster the autoscaler may add
+    such a node later, so it is only a warning there."""
+    if not cpus > 0:
+        raise ConfigError(
+            f"--cpus-per-trial {cpus:g} must be > 0 (each trial needs at least a share of a CPU)."
+        )
+    if nodes is None:
+        import ray
+
+        nodes = [node for node in ray.nodes() if node.get("Alive")]
+    largest = max((float(node.get("Resources", {}).get("CPU", 0)) for node in nodes), default=0.0)
+    if cpus <= largest:
+        return
+    where = "this machine's local Ray" if local else "any node of the cluster now"
+    message = f"--cpus-per-trial {cpus:g} is more than {where} has ({largest:g} CPUs)"
+    if local:
+        raise ConfigError(f"{message}; no trial could ever start: pass --cpus-per-trial {largest:g} or less.")
+    print(f"warning: {message}; trials wait until the autoscaler adds a larger node.", file=sys.stderr)
+
+
 def gpus_per_trial(requested: float | None, trials, cluster_gpus: float | None = None) -> float:
     """The GPU share each trial reserves (Ray started): ``requested``, or by default 1 when the cluster has
     GPUs and 0 when it has none. A trial that reserved none runs on the CPU (the trainable sees to it), so a
@@ -295,6 +317,7 @@ def prepare(
             num_gpus=getattr(args, "local_gpus", None) or None,
             _temp_dir=os.environ.get("LANGDML_RAY_TEMP_DIR"),
         )
+    check_trial_cpus(args.cpus_per_trial, local=not address)  # before the parent run: a refusal leaves none
     code = git_provenance()
     known = parent or (load_mlflow_ids(experiment_path) if restore else None)
     experiment_id, parent_run_id = parent_run(
