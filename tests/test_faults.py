@@ -478,3 +478,58 @@ def test_the_driver_gives_up_on_a_lost_tracking_server_in_seconds(tmp_path, monk
     assert record_report(uri, "0" * 32, load_sweep(TINY), report, "| table |") is False
     assert close_open_trial_runs(uri, "0" * 32, [record("a", [1])]) == 0
     assert time.monotonic() - start < 60
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """A 3 MiB tmpfs (needs the right to mount, as root in a container has; skipped otherwise)."""
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_tune_storage_is_one_sentence_fails_the_parent_run_and_resumes(tmp_path, tiny_filesystem):
+    env = {**os.environ, "LANGDML_RAY_TEMP_DIR": ray_temp(tmp_path)}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [
+        sys.executable,
+        str(TINY),
+        "--results",
+        str(tmp_path / "results"),
+        "--storage",
+        str(tiny_filesystem),
+    ]
+    try:
+        full = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        stop_ray(tmp_path)
+    # was: EOFError from a truncated error.pkl after 30 lines of traceback, the parent run left RUNNING
+    assert full.returncode == 2, full.stdout[-2000:] + full.stderr[-2000:]
+    last = full.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        f"error: Tune's storage '{tiny_filesystem}' is full (Ray Tune failed writing its state"
+    )
+    assert last.endswith("free space there and rerun with --resume: finished trials keep their results.")
+    client, runs = mlflow_runs(tmp_path)
+    parent = next(r for r in runs if not r.data.tags.get("mlflow.parentRunId"))
+    assert parent.info.status == "FAILED"
+
+    subprocess.run(["mount", "-o", "remount,size=64m", str(tiny_filesystem)], check=True)
+    try:
+        resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        stop_ray(tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    client, runs = mlflow_runs(tmp_path)
+    assert len(runs) == 5 and {r.info.status for r in runs} == {
+        "FINISHED"
+    }  # one parent, 4 trials, no duplicate
+    for run in runs:
+        if run.data.tags.get("mlflow.parentRunId"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "test/recall_at_1")]
+            assert steps == [1, 2]

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from langdml_core.config import TrialConfig
-from langdml_core.errors import ConfigError, NonFiniteLossError
+from langdml_core.errors import ConfigError, DiskFullError, TrackingError, UserError
 from langdml_core.runner.places import Places, resolve_places, ui_command
 from langdml_core.runner.provenance import GIT_COMMIT_TAG, PROVENANCE_PREFIX, git_provenance, package_versions
 from langdml_core.runner.records import (
@@ -51,7 +52,10 @@ PROVENANCE_TAGS = (GIT_COMMIT_TAG, PROVENANCE_PREFIX)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FAILED_FILE = "failed.json"
-"""Written into a trial's directory when it failed deterministically (non-finite loss): retries stop at once."""
+"""Written into a trial's directory when it failed deterministically (a user error): retries stop at once."""
+RETRIED_ERRORS = (DiskFullError, TrackingError)
+"""The user errors whose cause may pass (space freed, server back): Tune retries these trials. Any other
+(a NaN loss, a bad size or image found inside a trial) would recur, so the trial fails once, not 3 times."""
 log = logging.getLogger(__name__)
 # Ray folds worker lines that differ only in numbers ("[msim/seed=0] epoch 2 ..." and seed=1) into one
 # "[repeated 2x across cluster]": every trial's lines must stay visible. Ray reads this when first imported.
@@ -119,9 +123,9 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
     )
 
     failed = out_dir / FAILED_FILE
-    if failed.is_file():  # a deterministic failure (NaN) is not worth Tune's retries
+    if failed.is_file():  # a deterministic failure (NaN, a bad input) is not worth Tune's retries
         run.end("FAILED")
-        raise NonFiniteLossError(json.loads(failed.read_text())["error"] + " (not retried: it would recur)")
+        raise UserError(json.loads(failed.read_text())["error"] + " (not retried: it would recur)")
 
     def report(row: dict[str, Any], state: dict[str, Any]) -> None:
         run.log_epoch(row)
@@ -144,7 +148,10 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
         run.log_summary(protocol_summary(summary["history"]))
         for artifact in ("config.json", "metrics.json", "plg_pseudo_labels.csv"):
             run.log_artifact(out_dir / artifact)
-    except NonFiniteLossError as exc:
+    except UserError as exc:
+        if isinstance(exc, RETRIED_ERRORS):
+            run.end("FAILED")
+            raise
         failed.write_text(json.dumps({"error": str(exc)}))
         run.set_tags({ERROR_TAG: str(exc)[:4000]})
         run.end("FAILED")
@@ -397,6 +404,15 @@ def run_sweep(
         end_run(tracking_uri, parent, "KILLED")
         print(f"Interrupted; rerun with --resume to finish the sweep ({sweep.name}).", file=sys.stderr)
         return 130
+    except Exception as exc:  # Tune itself failed: the parent run must not stay RUNNING
+        end_run(tracking_uri, parent, "FAILED")
+        full = full_storage(started.places.storage)
+        if full is None:
+            raise
+        raise DiskFullError(
+            f"Tune's storage {full!r} is full (Ray Tune failed writing its state: {type(exc).__name__}); free "
+            f"space there and rerun with --resume: finished trials keep their results."
+        ) from None
     records = results_frame(results, trials)
     close_open_trial_runs(tracking_uri, parent, records)
     failed = [r for r in records if r.status == ERROR]
@@ -416,6 +432,18 @@ def run_sweep(
         )
         return 130
     return 1 if failed else 0
+
+
+def full_storage(storage: str, needed: int = 1 << 20) -> str | None:
+    """The local storage folder when less than ``needed`` bytes are free there, else None (remote storage:
+    its own errors say what happened)."""
+    if "://" in storage and not storage.startswith("file://"):
+        return None
+    path = storage.removeprefix("file://")
+    try:
+        return path if shutil.disk_usage(path).free < needed else None
+    except OSError:
+        return None
 
 
 def results_frame(results, trials: Trials) -> list[TrialRecord]:
