@@ -533,3 +533,21 @@ def test_a_full_tune_storage_is_one_sentence_fails_the_parent_run_and_resumes(tm
         if run.data.tags.get("mlflow.parentRunId"):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, "test/recall_at_1")]
             assert steps == [1, 2]
+
+
+def test_a_full_disk_under_a_new_mlflow_database_is_one_sentence_before_ray_starts(tiny_filesystem):
+    from langdml_core.errors import DiskFullError
+    from langdml_core.runner.tracking_store import check_tracking
+
+    (tiny_filesystem / "filler").write_bytes(bytes(3 * 1024 * 1024 - 64 * 1024))  # leave 64 KiB
+    database = tiny_filesystem / "results" / "mlflow.db"
+    with pytest.raises(DiskFullError) as err:  # the driver's first check, before ray.init
+        check_tracking(f"sqlite:///{database}")
+    assert str(err.value) == (  # was: an SQLAlchemy traceback after Ray had started
+        f"The MLflow database '{database}' cannot be created: no space left on its disk; free space there or "
+        "pass --results (or --tracking-uri) elsewhere."
+    )
+    assert not database.exists() and not list(database.parent.glob(".mlflow.db.*.tmp"))
+    (tiny_filesystem / "filler").unlink()
+    check_tracking(f"sqlite:///{database}")  # space freed: created whole
+    assert database.stat().st_size > 0

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid
 from pathlib import Path
 
-from langdml_core.errors import TrackingError
+from langdml_core.errors import DiskFullError, TrackingError
 
 
 def client(tracking_uri: str):
@@ -43,8 +44,26 @@ def create_sqlite_store(path: Path) -> None:
         try:
             mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
             os.replace(tmp, path)
+        except Exception as exc:
+            if not _disk_full(path.parent, exc):
+                raise
+            raise DiskFullError(
+                f"The MLflow database {str(path)!r} cannot be created: no space left on its disk; free space "
+                "there or pass --results (or --tracking-uri) elsewhere."
+            ) from None
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def _disk_full(folder: Path, exc: Exception, needed: int = 1 << 20) -> bool:
+    """Whether ``exc`` came from a full disk: SQLite says "database or disk is full", the OS says ENOSPC, or
+    less than ``needed`` bytes are free in ``folder``."""
+    if "disk is full" in str(exc) or "No space left" in str(exc):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < needed
+    except OSError:
+        return False
 
 
 def redact(uri: str) -> str:
@@ -65,7 +84,11 @@ def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
 
 
 def check_tracking(uri: str) -> None:
-    """Fail before any GPU time is spent when the tracking server cannot be reached."""
+    """Fail before any GPU time is spent (and before Ray starts) when the tracking server cannot be reached or
+    a new SQLite store cannot be created."""
+    if uri.startswith("sqlite:///"):
+        create_sqlite_store(Path(uri.removeprefix("sqlite:///")))
+        return
     if not uri.startswith(("http://", "https://")):
         return
     import base64
