@@ -216,14 +216,16 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint_with_the_same_run_an
 
 
 @pytest.mark.slow
-def test_a_nan_trial_fails_alone_and_is_not_retried(tmp_path):
+def test_a_nan_trial_or_a_bad_size_fails_alone_and_is_not_retried(tmp_path):
     sweep = tmp_path / "nan_sweep.py"
     source = TINY.read_text().replace(
         'return {"loss.name": ["multisimilarity", "margin"], "run.seed": [0, 1]}',
-        'return {"optim.lr": [1e-4, 1e30]}',
+        'return {"optim.lr": [1e-4, 1e30, 2e-4]}\n\n\n'
+        "def derive(trial):  # 5000 neighbours of 1,152 test images: refused inside the trial\n"
+        '    return {"eval.ks": [1, 5000]} if trial["optim.lr"] == 2e-4 else {}',
     )
-    assert "1e30" in source
-    sweep.write_text(source.replace("Trials: 4", "Trials: 2"))
+    assert "1e30" in source and "5000" in source
+    sweep.write_text(source.replace("Trials: 4", "Trials: 3"))
     env = {**os.environ, "LANGDML_RAY_TEMP_DIR": ray_temp(tmp_path)}
     env.pop("RAY_ADDRESS", None)
     try:
@@ -244,6 +246,7 @@ def test_a_nan_trial_fails_alone_and_is_not_retried(tmp_path):
         if line.startswith("| ")
     }
     assert rows["0.0001"][3].strip() == "0" and rows["1e+30"][3].strip() == "1"  # failed column
+    assert rows["0.0002"][3].strip() == "1"
     client, runs = mlflow_runs(tmp_path)
     children = {r.data.tags["langdml.trial"]: r for r in runs if r.data.tags.get("mlflow.parentRunId")}
     assert children["lr=0.0001"].info.status == "FINISHED"
@@ -252,13 +255,15 @@ def test_a_nan_trial_fails_alone_and_is_not_retried(tmp_path):
         bad.info.status == "FAILED" and "Non-finite loss at epoch 1, step" in bad.data.tags["langdml.error"]
     )
     assert "last finite values" in bad.data.tags["langdml.error"]
-    failed_dir = next(d for d in trial_dirs(tmp_path) if (d / "failed.json").is_file())
-    # retried (FailureConfig) but refused at once: no second training run of the same NaN
-    assert (
-        done.stdout.count("not retried: it would recur") + done.stderr.count("not retried: it would recur")
-        >= 1
-    )
-    assert failed_dir.name.startswith("lr=1e_30") or "1e" in failed_dir.name
+    too_many = children["lr=0.0002"]
+    assert too_many.info.status == "FAILED"
+    assert "eval.ks=[1, 5000] asks for 5000 neighbours" in too_many.data.tags["langdml.error"]
+    failed_dirs = [d.name for d in trial_dirs(tmp_path) if (d / "failed.json").is_file()]
+    # each failed trial trained (or was refused) once; Tune's retries stopped at once (was: 3 tries each)
+    said = done.stdout + done.stderr
+    assert "Non-finite loss" in said and said.count("not retried: it would recur") >= 2
+    assert said.count("asks for 5000 neighbours") >= 2  # the first try and the refused retry
+    assert len(failed_dirs) == 2 and sum("1e" in name for name in failed_dirs) == 1, failed_dirs
 
     # the report reads the same table from MLflow and from Tune's files (no stray error column)
     results = tmp_path / "results"
