@@ -3,7 +3,7 @@
 Runs alone (``langdml train``) or as a Ray Tune function trainable. Seeds everything, builds data,
 model and loss, resumes from the newest checkpoint in the output directory, trains with a class-balanced
 sampler, evaluates Recall@k on the test split (and the validation split when one is carved), writes
-``metrics.json`` and a checkpoint after every epoch.
+``metrics.json`` and a checkpoint after every epoch, and the final test embeddings (``test_embeddings.npz``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from langdml_core.data import build_dataset, eval_loader, loader_images, train_l
 from langdml_core.data.sampler import SAMPLERS
 from langdml_core.data.transforms import eval_resize, eval_transform, train_transform
 from langdml_core.errors import ConfigError, NonFiniteLossError
-from langdml_core.evaluate import embed, nmi_clusters_k, retrieval_metrics
+from langdml_core.evaluate import EMBEDDINGS_FILE, embed, nmi_clusters_k, retrieval_metrics, save_embeddings
 from langdml_core.language.guidance import LanguageGuidance
 from langdml_core.language.tables import build_table, write_pseudo_labels
 from langdml_core.losses import build_loss
@@ -196,6 +196,8 @@ def run(
             eval_started = time.perf_counter()
             for split, split_loader in eval_loaders.items():
                 emb, lab = embed(model, split_loader, device, precision=cfg.eval.precision)
+                if split == "test" and epoch == cfg.run.epochs:  # kept for later analysis, and logged by Tune
+                    save_embeddings(out_dir / EMBEDDINGS_FILE, emb, lab, dataset.test.class_texts)
                 k = nmi_clusters_k(cfg.eval.nmi_clusters, dataset.train.num_classes, len(lab))
                 for key, value in retrieval_metrics(emb, lab, ks=cfg.eval.ks, nmi_k=k).items():
                     row[f"{split}/{key}"] = value

@@ -166,6 +166,12 @@ def test_sweep_runs_tracks_reports_and_replays_and_a_fresh_sweep_is_a_new_record
         assert run.data.metrics["best_test_epoch/epoch"] == best.step
         assert run.data.metrics["last/epoch"] == 2
         assert run.data.params["loss.name"] in ("multisimilarity", "margin")
+        # the final test embeddings travel with the run: the last epoch's metrics recomputed from them
+        from langdml_core.evaluate import EMBEDDINGS_FILE, load_embeddings, retrieval_metrics
+
+        local = client.download_artifacts(run.info.run_id, EMBEDDINGS_FILE, str(tmp_path / run.info.run_id))
+        embeddings, labels, _ = load_embeddings(local)
+        assert retrieval_metrics(embeddings, labels, ks=[1])["recall_at_1"] == history[-1].value
 
     # The report from Tune's files equals the one rebuilt from MLflow.
     table_md = tmp_path / "results" / "tiny" / "table.md"

@@ -8,6 +8,7 @@ import torch
 from conftest import tiny_trial
 
 from langdml_core import train as train_module
+from langdml_core.config import TrialConfig
 from langdml_core.errors import NonFiniteLossError
 from langdml_core.train import train_trial
 
@@ -33,6 +34,20 @@ def test_trial_writes_per_epoch_metrics_and_config(tmp_path):
         "checkpoint_epoch0001.pt",
         "checkpoint_epoch0002.pt",
     ]
+
+
+def test_the_final_test_embeddings_are_kept_and_give_the_final_metrics(tmp_path):
+    from langdml_core.data import build_dataset
+    from langdml_core.evaluate import EMBEDDINGS_FILE, load_embeddings, retrieval_metrics
+
+    summary = train_trial(tiny_trial(tmp_path))
+    embeddings, labels, texts = load_embeddings(tmp_path / "run" / EMBEDDINGS_FILE)
+    test = build_dataset(TrialConfig.from_dict(tiny_trial(tmp_path)).data).test
+    assert embeddings.shape == (len(test), 32) and texts == test.class_texts
+    assert labels.tolist() == test.labels.tolist()  # the eval loader keeps the split's order
+    again = retrieval_metrics(embeddings, labels, ks=[1, 2, 4, 8])  # what a later analysis would compute
+    for key in ("recall_at_1", "recall_at_8", "map_at_r", "map_at_1000"):
+        assert again[key] == summary["final"][f"test/{key}"], key
 
 
 def test_resume_after_a_crash_gives_the_same_result_as_an_uninterrupted_run(tmp_path):

@@ -22,7 +22,7 @@ How the numbers were computed is returned with them, as numbers (train.py logs e
 ``nmi_faiss`` (1 for faiss k-means, 0 for torch k-means); :func:`resolve_options` returns the full options,
 names included.
 
-Modules: :mod:`.retrieval` (:func:`embed`, :func:`retrieval_metrics`), :mod:`.options` (inputs and
+Modules: :mod:`.retrieval` (:func:`embed`, :func:`retrieval_metrics`, the final test embeddings' file), :mod:`.options` (inputs and
 options), :mod:`.engine` (the exact chunked kNN pass, the faiss alternative, :func:`knn`), :mod:`.ranks`
 (exact ranks from similarity rows), :mod:`.products` (chunked products and threads), :mod:`.kmeans`
 (k-means and NMI), :mod:`.screen` (k-means' exact nearest-centroid assignment through a bf16 screen).
@@ -48,10 +48,19 @@ from langdml_core.evaluate.options import (
     resolve_options,
 )
 from langdml_core.evaluate.products import auto_chunk_rows, map_products
-from langdml_core.evaluate.retrieval import embed, retrieval_metrics
+from langdml_core.evaluate.retrieval import (
+    EMBEDDINGS_FILE,
+    embed,
+    load_embeddings,
+    retrieval_metrics,
+    save_embeddings,
+)
 from langdml_core.evaluate.screen import Assigner
 
 __all__ = [
+    "EMBEDDINGS_FILE",
+    "load_embeddings",
+    "save_embeddings",
     "Assigner",
     "chunk_rows",
     "nearest_centroids",

@@ -87,3 +87,37 @@ def retrieval_metrics(
         timings["knn_s"] = knn_done - started
         timings["nmi_s"] = time.perf_counter() - knn_done
     return result
+
+
+EMBEDDINGS_FILE = "test_embeddings.npz"
+"""A trial's final test-split embeddings (``train_trial`` writes it; Tune trials log it to MLflow): what a
+later analysis (retrieval examples, per-class changes between trials) reads instead of re-embedding."""
+
+
+def save_embeddings(path, embeddings: torch.Tensor, labels: torch.Tensor, class_texts: list[str]) -> None:
+    """float32 embeddings (N, D) as evaluated (float16 would move near-tied neighbours, so the metrics would not
+    be recomputed exactly), int64 labels (N,) indexing ``class_texts``; compressed, written atomically."""
+    import os
+
+    import numpy as np
+
+    tmp = f"{path}.tmp.npz"
+    np.savez_compressed(
+        tmp,
+        embeddings=embeddings.detach().cpu().to(torch.float32).numpy(),
+        labels=labels.detach().cpu().numpy().astype(np.int64),
+        class_texts=np.array(class_texts, dtype=str),
+    )
+    os.replace(tmp, path)
+
+
+def load_embeddings(path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(embeddings, labels, class texts) as ``save_embeddings`` wrote them."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        return (
+            torch.from_numpy(data["embeddings"]),
+            torch.from_numpy(data["labels"]),
+            [str(text) for text in data["class_texts"]],
+        )

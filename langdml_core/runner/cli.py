@@ -194,7 +194,11 @@ def _report(args: argparse.Namespace) -> int:
         from langdml_core.runner.search import report_search
 
         records = report_search(sweep, records, places.results / sweep.name)
-    text = write_report(sweep, records, places.results / sweep.name)
+    from langdml_core.runner.language_effect import embeddings_loader
+
+    text = write_report(
+        sweep, records, places.results / sweep.name, load=embeddings_loader(places.tracking_uri)
+    )
     if args.source == "mlflow" or args.sync_mlflow:  # MLflow answered: the parent run gets the new report
         from langdml_core.runner.tracking import parent_run_id, record_report
 

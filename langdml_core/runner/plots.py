@@ -134,6 +134,26 @@ def paired_plot(
     return out
 
 
+def language_effect_plot(rows: list[dict], out: Path) -> Path:
+    """Per guided trial: its Recall@1 difference to its unguided twin with the paired bootstrap 95% interval
+    over test queries (rows from :func:`langdml_core.runner.language_effect.language_effect`)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    y = list(range(len(rows)))
+    diffs = [row["diff"] for row in rows]
+    errors = [[row["diff"] - row["low"] for row in rows], [row["high"] - row["diff"] for row in rows]]
+    ax.errorbar(diffs, y, xerr=errors, fmt="o", capsize=3)
+    ax.axvline(0.0, color="grey", linewidth=1, linestyle="--")
+    ax.set_yticks(y)
+    ax.set_yticklabels([row["trial"] for row in rows], fontsize=8)
+    ax.set_xlabel("test R@1, guided minus its unguided twin (points), 95% bootstrap interval over queries")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def _short(column: str) -> str:
     """``cfg.loss.name`` -> ``loss``, ``cfg.language.omega`` -> ``omega``."""
     parts = column.removeprefix("cfg.").split(".")

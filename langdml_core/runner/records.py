@@ -47,6 +47,8 @@ class TrialRecord:
     """One row per epoch: ``epoch`` and the metrics (``test/recall_at_1``, ...)."""
     run_id: str = ""
     """The MLflow run it was read from (empty when read from Tune's files)."""
+    trial_path: str = ""
+    """Its Tune trial folder when read from Tune's files on local storage (empty otherwise)."""
 
     @property
     def finished(self) -> bool:

@@ -195,7 +195,9 @@ def paired_table(paired: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_report(sweep, records: list[TrialRecord], out_dir: Path) -> str:
+def write_report(sweep, records: list[TrialRecord], out_dir: Path, load=None) -> str:
+    """table.md, trials.parquet and the plots in ``out_dir``; with ``load`` (a trial's test embeddings, see
+    ``runner.language_effect``) also what language changed per guided trial. Returns table.md's text."""
     out_dir.mkdir(parents=True, exist_ok=True)
     order = {trial.name: i for i, trial in enumerate(sweep.trials)}
     frame = trial_rows(sorted(records, key=lambda r: order.get(r.name, len(order))))
@@ -218,6 +220,12 @@ def write_report(sweep, records: list[TrialRecord], out_dir: Path) -> str:
             "difference, sd = std of the differences (ddof=1), p = two-sided paired t-test (n/a for fewer than "
             "two pairs or no variance).\n\n" + paired + "\n"
         )
+    if load is not None:
+        from langdml_core.runner.language_effect import LANGUAGE_EFFECT_TITLE, write_language_effect
+
+        effect = write_language_effect(records, out_dir, load)
+        if effect:
+            text += f"\n## {LANGUAGE_EFFECT_TITLE}\n\n" + effect
     unfinished = missing_trials(sweep, records)
     if unfinished:
         text += (

@@ -19,6 +19,7 @@ from typing import Any
 
 from langdml_core.config import TrialConfig
 from langdml_core.errors import ConfigError, DiskFullError, TrackingError, UserError
+from langdml_core.runner.language_effect import embeddings_loader
 from langdml_core.runner.places import Places, resolve_places, ui_command
 from langdml_core.runner.provenance import GIT_COMMIT_TAG, PROVENANCE_PREFIX, git_provenance, package_versions
 from langdml_core.runner.records import (
@@ -71,6 +72,7 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
     import torch
     from ray import tune
 
+    from langdml_core.evaluate import EMBEDDINGS_FILE
     from langdml_core.train import train_trial  # torch, timm: imported where a trial runs, not to list one
 
     # A lost tracking server must cost seconds per epoch, not MLflow's default minutes of retries.
@@ -146,7 +148,7 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
             )
         )
         run.log_summary(protocol_summary(summary["history"]))
-        for artifact in ("config.json", "metrics.json", "plg_pseudo_labels.csv"):
+        for artifact in ("config.json", "metrics.json", "plg_pseudo_labels.csv", EMBEDDINGS_FILE):
             run.log_artifact(out_dir / artifact)
     except UserError as exc:
         if isinstance(exc, RETRIED_ERRORS):
@@ -419,7 +421,7 @@ def run_sweep(
     unfinished = missing_trials(sweep, records)
     end_run(tracking_uri, parent, "FAILED" if failed else "KILLED" if unfinished else "FINISHED")
     report_dir = started.places.results / sweep.name
-    table = write_report(sweep, records, report_dir)
+    table = write_report(sweep, records, report_dir, load=embeddings_loader(tracking_uri))
     record_report(tracking_uri, parent, sweep, report_dir, table)
     print(table)
     print(f"\nBrowse the sweep's MLflow record: {ui_command(started.places)}")
@@ -467,6 +469,7 @@ def results_frame(results, trials: Trials) -> list[TrialRecord]:
                 else INCOMPLETE,
                 error=str(result.error) if result.error else "",
                 history=history,
+                trial_path=result.path if os.path.isdir(result.path or "") else "",
             )
         )
     return records
