@@ -115,10 +115,11 @@ def test_local_ray_starts_without_dashboard(monkeypatch, tmp_path):
 
     calls = []
     monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     args = argparse.Namespace(
-        results=str(tmp_path), storage=None, tracking_uri=None, address=None, local_gpus=0
+        results=str(tmp_path), storage=None, tracking_uri=None, address=None, local_gpus=0, cpus_per_trial=1
     )
     prepare(
         load_sweep(ROOT / "tests" / "fixtures" / "tiny_sweep.py"), args, str(tmp_path / "ray" / "tiny"), False
