@@ -3,7 +3,8 @@
 Runs alone (``langdml train``) or as a Ray Tune function trainable. Seeds everything, builds data,
 model and loss, resumes from the newest checkpoint in the output directory, trains with a class-balanced
 sampler, evaluates Recall@k on the test split (and the validation split when one is carved), writes
-``metrics.json`` and a checkpoint after every epoch, and the final test embeddings (``test_embeddings.npz``).
+``metrics.json`` and a checkpoint after every epoch, and at the end the test embeddings (``test_embeddings.npz``)
+and a retrieval-examples image (``retrieval_examples.jpg``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from langdml_core.data.sampler import SAMPLERS
 from langdml_core.data.transforms import eval_resize, eval_transform, train_transform
 from langdml_core.errors import ConfigError, NonFiniteLossError
 from langdml_core.evaluate import EMBEDDINGS_FILE, embed, nmi_clusters_k, retrieval_metrics, save_embeddings
+from langdml_core.evaluate.examples import EXAMPLES_FILE, write_retrieval_examples
 from langdml_core.language.guidance import LanguageGuidance
 from langdml_core.language.tables import build_table, write_pseudo_labels
 from langdml_core.losses import build_loss
@@ -198,6 +200,7 @@ def run(
                 emb, lab = embed(model, split_loader, device, precision=cfg.eval.precision)
                 if split == "test" and epoch == cfg.run.epochs:  # kept for later analysis, and logged by Tune
                     save_embeddings(out_dir / EMBEDDINGS_FILE, emb, lab, dataset.test.class_texts)
+                    write_retrieval_examples(out_dir / EXAMPLES_FILE, emb, lab, dataset.test)
                 k = nmi_clusters_k(cfg.eval.nmi_clusters, dataset.train.num_classes, len(lab))
                 for key, value in retrieval_metrics(emb, lab, ks=cfg.eval.ks, nmi_k=k).items():
                     row[f"{split}/{key}"] = value

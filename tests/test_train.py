@@ -280,3 +280,24 @@ def test_a_cold_and_a_warm_cache_give_identical_training(tmp_path, monkeypatch):
     assert (tmp_path / "cache" / "weights").is_dir()  # the first run did the conversion
     warm = train_trial({**config, "run.out_dir": str(tmp_path / "warm")})
     assert strip_timing(cold["history"]) == strip_timing(warm["history"])
+
+
+def test_retrieval_examples_show_the_exact_nearest_neighbours(tmp_path):
+    from langdml_core.evaluate.examples import EXAMPLES_FILE, example_queries, nearest_neighbours
+
+    embeddings = torch.nn.functional.normalize(
+        torch.randn(40, 8, generator=torch.Generator().manual_seed(0)), dim=1
+    )
+    embeddings[7] = embeddings[3]  # a tie: the lower index first
+    embeddings[9] = embeddings[3]
+    queries = example_queries(40, 6)
+    assert queries == [0, 7, 15, 23, 31, 39]
+    found = nearest_neighbours(embeddings, queries, 4)
+    for query, row in zip(queries, found, strict=True):
+        sims = (embeddings @ embeddings[query]).tolist()
+        naive = sorted((i for i in range(40) if i != query), key=lambda i: (-sims[i], i))[:4]
+        assert row == naive
+    assert found[1][:2] == [3, 9]  # query 7 is a copy of 3 and 9: both first, by index
+    train_trial(tiny_trial(tmp_path))
+    image = tmp_path / "run" / EXAMPLES_FILE
+    assert image.read_bytes()[:3] == b"\xff\xd8\xff" and 10_000 < image.stat().st_size < 300_000

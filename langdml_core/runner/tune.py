@@ -73,6 +73,7 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
     from ray import tune
 
     from langdml_core.evaluate import EMBEDDINGS_FILE
+    from langdml_core.evaluate.examples import EXAMPLES_FILE
     from langdml_core.train import train_trial  # torch, timm: imported where a trial runs, not to list one
 
     # A lost tracking server must cost seconds per epoch, not MLflow's default minutes of retries.
@@ -148,7 +149,13 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
             )
         )
         run.log_summary(protocol_summary(summary["history"]))
-        for artifact in ("config.json", "metrics.json", "plg_pseudo_labels.csv", EMBEDDINGS_FILE):
+        for artifact in (
+            "config.json",
+            "metrics.json",
+            "plg_pseudo_labels.csv",
+            EMBEDDINGS_FILE,
+            EXAMPLES_FILE,
+        ):
             run.log_artifact(out_dir / artifact)
     except UserError as exc:
         if isinstance(exc, RETRIED_ERRORS):
