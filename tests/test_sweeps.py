@@ -272,8 +272,10 @@ def check_one_checkpoint_home_and_at_most_two_checkpoints(dirs, epochs):
         assert torch.load(newest, weights_only=True)["epoch"] == epochs
         total = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
         one = newest.stat().st_size
-        print(f"{d.name}: {total} bytes in storage, one checkpoint {one} bytes")
-        assert total < 2 * one + 512 * 1024  # two checkpoints and small text files (logs, metrics, config)
+        kept = sum((d / name).stat().st_size for name in ("test_embeddings.npz", "retrieval_examples.jpg"))
+        print(f"{d.name}: {total} bytes in storage, one checkpoint {one} bytes, embeddings and examples {kept}")
+        # two checkpoints, the final test embeddings and examples image, and small text files (logs, metrics)
+        assert total - kept < 2 * one + 512 * 1024
 
 
 def check_ui_serves_runs(tmp_path, trial_names):
