@@ -556,3 +556,16 @@ def test_a_full_disk_under_a_new_mlflow_database_is_one_sentence_before_ray_star
     (tiny_filesystem / "filler").unlink()
     check_tracking(f"sqlite:///{database}")  # space freed: created whole
     assert database.stat().st_size > 0
+
+
+def test_resume_clears_the_markers_that_stopped_retries_of_a_failed_trial(tmp_path):
+    from langdml_core.runner.tune import FAILED_FILE, clear_failure_markers
+
+    for trial in ("lr=1e_30_00000", "lr=0.0001_00001"):
+        (tmp_path / trial).mkdir()
+    marker = tmp_path / "lr=1e_30_00000" / FAILED_FILE
+    marker.write_text('{"error": "Non-finite loss"}')
+    (tmp_path / "basic-variant-state.json").write_text("{}")  # files beside the trial folders stay
+    assert clear_failure_markers(str(tmp_path)) == [str(marker)]
+    assert not marker.exists() and (tmp_path / "basic-variant-state.json").exists()
+    assert clear_failure_markers(str(tmp_path / "missing")) == []

@@ -184,6 +184,31 @@ def console_order(row: dict[str, Any]) -> dict[str, Any]:
     return {**{k: metrics[k] for k in CONSOLE_FIRST if k in metrics}, **metrics}
 
 
+def clear_failure_markers(experiment_path: str) -> list[str]:
+    """Remove the ``failed.json`` markers that stopped Tune's automatic retries of deterministic failures in
+    an earlier run of the sweep; returns the removed paths."""
+    import pyarrow.fs
+
+    fs, root = (
+        pyarrow.fs.FileSystem.from_uri(experiment_path)
+        if "://" in experiment_path
+        else (
+            pyarrow.fs.LocalFileSystem(),
+            experiment_path,
+        )
+    )
+    removed = []
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True)):
+        marker = f"{info.path}/{FAILED_FILE}"
+        if (
+            info.type == pyarrow.fs.FileType.Directory
+            and fs.get_file_info(marker).type == pyarrow.fs.FileType.File
+        ):
+            fs.delete_file(marker)
+            removed.append(marker)
+    return removed
+
+
 def check_trial_cpus(cpus: float, local: bool, nodes: list[dict] | None = None) -> None:
     """A trial reserves ``cpus`` on one node. On the embedded local Ray (a fixed machine) a share no node has
     would leave every trial PENDING for ever: refuse it in one sentence. On a cluster the autoscaler may add
@@ -387,6 +412,8 @@ def run_sweep(
     tune_name = tune_name or sweep.name
     experiment_path = resolve_places(args.results, args.storage, args.tracking_uri).tune_path(tune_name)
     restore = claim_state(sweep.name, experiment_path, trials, args.resume)  # before Ray or MLflow start
+    if restore:  # --resume is the user's retry (data fixed, space freed): failed trials get one more try
+        clear_failure_markers(experiment_path)
     started = prepare(sweep, args, experiment_path, restore, parent)
     resources = {"cpu": args.cpus_per_trial, "gpu": gpus_per_trial(args.gpus_per_trial, sweep.trials)}
     param_space = {"trial": tune.grid_search(list(trials))}
