@@ -126,3 +126,19 @@ def test_the_loader_reads_a_tune_trial_folder(tmp_path):
     embeddings, labels, texts = load(TrialRecord(name="t", trial_path=str(tmp_path)))
     assert embeddings.shape == (4, 3) and labels.tolist() == [0, 0, 1, 1] and texts == ["a b", "c"]
     assert load(TrialRecord(name="t", trial_path=str(tmp_path / "elsewhere"))) is None
+
+
+def test_the_loader_reads_a_trial_runs_mlflow_artifact(tmp_path):
+    from langdml_core.evaluate import EMBEDDINGS_FILE, save_embeddings
+    from langdml_core.runner.tracking_store import client
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    c = client(uri)
+    experiment = c.create_experiment("effect", artifact_location=str(tmp_path / "artifacts"))
+    run = c.create_run(experiment).info.run_id
+    save_embeddings(tmp_path / EMBEDDINGS_FILE, torch.eye(3), torch.tensor([0, 1, 1]), ["x", "y"])
+    c.log_artifact(run, str(tmp_path / EMBEDDINGS_FILE))
+    embeddings, labels, texts = effect.embeddings_loader(uri)(TrialRecord(name="t", run_id=run))
+    assert embeddings.tolist() == np.eye(3).tolist() and labels.tolist() == [0, 1, 1] and texts == ["x", "y"]
+    other = c.create_run(experiment).info.run_id  # a trial from before embeddings were kept
+    assert effect.embeddings_loader(uri)(TrialRecord(name="t", run_id=other)) is None
