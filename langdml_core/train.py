@@ -90,6 +90,7 @@ def run(
     # ---- data, model, loss, optimiser ----------------------------------------------------------
     dataset = build_dataset(cfg.data)
     check_fits(cfg, dataset)  # before any model is built
+    write_dataset_record(out_dir / DATASET_FILE, dataset, cfg.data.root)
     image_size = cfg.data.image_size or dataset.default_image_size
     model = build_model(cfg.model).to(device, memory_format=memory_format)
     forward = torch.compile(model) if cfg.run.compile else model  # checkpoints keep the plain module's keys
@@ -305,6 +306,25 @@ def build_optimizer(cfg: TrialConfig, model: torch.nn.Module, criterion) -> torc
     groups += criterion.param_groups(cfg.optim.lr, cfg.loss.lr)
     optimizer_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optim.name]
     return optimizer_cls(groups)
+
+
+DATASET_FILE = "dataset.json"
+"""What the trial trained and was tested on: per split its images, classes and digest (Tune trials log each
+split to MLflow as a dataset input)."""
+
+
+def write_dataset_record(path: Path, dataset, root: str) -> None:
+    splits = {"train": dataset.train, "test": dataset.test, "val": dataset.val}
+    record = {
+        "name": dataset.name,
+        "source": str(dataset.info.get("root") or root or "generated"),
+        "splits": {
+            name: {"images": len(split), "classes": split.num_classes, "digest": split.digest()}
+            for name, split in splits.items()
+            if split is not None
+        },
+    }
+    path.write_text(json.dumps(record, indent=2))
 
 
 def write_metrics(

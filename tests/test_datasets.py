@@ -405,3 +405,27 @@ def test_no_root_anywhere_names_both_ways_to_give_one(monkeypatch):
         "cub200: no dataset root given: set data.root (--root DIR for `langdml data check`) to the dataset's "
         "folder, or LANGDML_DATA_ROOT to the folder that holds cub200/."
     )
+
+
+def test_a_split_digest_names_its_content_not_its_place(tmp_path):
+    import shutil
+
+    make_folder(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    a, b = folder.build_folder(tmp_path / "a"), folder.build_folder(tmp_path / "b")
+    assert a.train.digest() == b.train.digest() and a.test.digest() == b.test.digest()  # moved: the same
+    assert a.train.digest() != a.test.digest()
+    with open(tmp_path / "b" / "train" / "red_fox" / "a.png", "ab") as f:
+        f.write(b"\0")  # a changed file (its size) changes the digest
+    assert folder.build_folder(tmp_path / "b").train.digest() != a.train.digest()
+    relabelled = folder.build_folder(tmp_path / "a").train
+    relabelled.labels = relabelled.labels[::-1].copy()
+    assert relabelled.digest() != a.train.digest()
+    import numpy as np
+
+    from langdml_core.data.base import ImageSet
+
+    pixels = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    generated = ImageSet("train", np.array([0, 1]), ["x", "y"], [1, 2], images=pixels)
+    brighter = ImageSet("train", np.array([0, 1]), ["x", "y"], [1, 2], images=pixels + 1)
+    assert generated.digest() != brighter.digest()

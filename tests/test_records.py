@@ -161,3 +161,27 @@ def test_run_identity_is_by_ids_never_by_names(tmp_path):
     # --smoke is a sweep of its own
     smoke = load_sweep(Path(__file__).parent / "fixtures" / "tiny_sweep.py", smoke=True)
     assert smoke.name == "tiny-smoke"
+
+
+def test_a_trials_splits_are_its_runs_dataset_inputs(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = TrialRun(uri, *parent_run(uri, "tiny"), "seed=0", tags=trial_tags("tiny", {"run.seed": 0}))
+    record = {
+        "name": "cub200",
+        "source": "/data/cub200",
+        "splits": {
+            "train": {"images": 5864, "classes": 100, "digest": "a" * 64},
+            "test": {"images": 5924, "classes": 100, "digest": "b" * 64},
+        },
+    }
+    run.log_params({"run.seed": 0})  # the run exists once something was logged
+    run.log_datasets(record)
+    run.end()
+    inputs = run.client.get_run(run.run_id).inputs.dataset_inputs
+    by_context = {i.tags[0].value: i.dataset for i in inputs}
+    assert (
+        set(by_context) == {"train", "test"}
+        and [t.key for i in inputs for t in i.tags] == ["mlflow.data.context"] * 2
+    )
+    assert by_context["test"].name == "cub200-test" and by_context["test"].digest == "b" * 16
+    assert '"num_images": 5924' in by_context["test"].profile and "/data/cub200" in by_context["test"].source

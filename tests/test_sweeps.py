@@ -172,6 +172,9 @@ def test_sweep_runs_tracks_reports_and_replays_and_a_fresh_sweep_is_a_new_record
         local = client.download_artifacts(run.info.run_id, EMBEDDINGS_FILE, str(tmp_path / run.info.run_id))
         embeddings, labels, _ = load_embeddings(local)
         assert retrieval_metrics(embeddings, labels, ks=[1])["recall_at_1"] == history[-1].value
+        # what it trained and tested on: each split a dataset input (the UI's Dataset column)
+        inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
+        assert sorted(i.dataset.name for i in inputs) == ["demo-test", "demo-train"]
 
     # The report from Tune's files equals the one rebuilt from MLflow.
     table_md = tmp_path / "results" / "tiny" / "table.md"
@@ -273,7 +276,9 @@ def check_one_checkpoint_home_and_at_most_two_checkpoints(dirs, epochs):
         total = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
         one = newest.stat().st_size
         kept = sum((d / name).stat().st_size for name in ("test_embeddings.npz", "retrieval_examples.jpg"))
-        print(f"{d.name}: {total} bytes in storage, one checkpoint {one} bytes, embeddings and examples {kept}")
+        print(
+            f"{d.name}: {total} bytes in storage, one checkpoint {one} bytes, embeddings and examples {kept}"
+        )
         # two checkpoints, the final test embeddings and examples image, and small text files (logs, metrics)
         assert total - kept < 2 * one + 512 * 1024
 

@@ -45,6 +45,13 @@ def test_the_final_test_embeddings_are_kept_and_give_the_final_metrics(tmp_path)
     test = build_dataset(TrialConfig.from_dict(tiny_trial(tmp_path)).data).test
     assert embeddings.shape == (len(test), 32) and texts == test.class_texts
     assert labels.tolist() == test.labels.tolist()  # the eval loader keeps the split's order
+    record = json.loads((tmp_path / "run" / "dataset.json").read_text())  # what it trained and tested on
+    assert record["name"] == "demo" and record["source"] == "generated"
+    assert record["splits"]["test"] == {
+        "images": len(test),
+        "classes": test.num_classes,
+        "digest": test.digest(),
+    }
     again = retrieval_metrics(embeddings, labels, ks=[1, 2, 4, 8])  # what a later analysis would compute
     for key in ("recall_at_1", "recall_at_8", "map_at_r", "map_at_1000"):
         assert again[key] == summary["final"][f"test/{key}"], key

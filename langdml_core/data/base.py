@@ -49,6 +49,27 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def digest(self) -> str:
+        """sha256 of what the split is: its class texts, labels and images (for files: each path relative to
+        their common folder and its size, one stat per file and no read; for generated data: the pixels).
+        The same files under another root give the same digest; a changed label, name or file does not."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update("\n".join(self.class_texts).encode("utf-8", "surrogateescape"))
+        h.update(self.labels.tobytes())
+        if self.images is not None:
+            h.update(np.ascontiguousarray(self.images).tobytes())
+        else:
+            common = os.path.commonpath(self.paths) if self.paths else ""
+            for path in self.paths:  # type: ignore[union-attr]
+                h.update(
+                    f"{os.path.relpath(path, common)}\0{os.path.getsize(path)}\n".encode(
+                        "utf-8", "surrogateescape"
+                    )
+                )
+        return h.hexdigest()
+
     @property
     def num_classes(self) -> int:
         return len(self.class_texts)

@@ -8,6 +8,7 @@ Only real metrics are logged, with step = epoch; names are the evaluator's (``te
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -370,6 +371,26 @@ class TrialRun:
     def log_artifact(self, path: str | Path) -> None:
         if Path(path).exists():
             self._call(lambda: self.client.log_artifact(self.run_id, str(path)))
+
+    def log_datasets(self, record: dict[str, Any]) -> None:
+        """Each split of ``dataset.json`` (``train.write_dataset_record``) as an MLflow dataset input, its
+        context tag the split: the UI's Dataset column and the run's Inputs show what the trial used."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [
+            DatasetInput(
+                Dataset(
+                    name=f"{record['name']}-{split}",
+                    digest=info["digest"][:16],
+                    source_type="local" if record["source"] != "generated" else "code",
+                    source=json.dumps({"uri": record["source"]}),
+                    profile=json.dumps({"num_images": info["images"], "num_classes": info["classes"]}),
+                ),
+                tags=[InputTag("mlflow.data.context", split)],
+            )
+            for split, info in record["splits"].items()
+        ]
+        self._call(lambda: self.client.log_inputs(self.run_id, datasets=inputs))
 
     def log_summary(self, summary: dict[str, float]) -> None:
         """A finished trial's protocol summary (``best_test_epoch/test/recall_at_1``, ``.../epoch``, ...), at

@@ -74,7 +74,10 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
 
     from langdml_core.evaluate import EMBEDDINGS_FILE
     from langdml_core.evaluate.examples import EXAMPLES_FILE
-    from langdml_core.train import train_trial  # torch, timm: imported where a trial runs, not to list one
+    from langdml_core.train import (  # torch, timm: where a trial runs, not to list one
+        DATASET_FILE,
+        train_trial,
+    )
 
     # A lost tracking server must cost seconds per epoch, not MLflow's default minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -149,10 +152,13 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
             )
         )
         run.log_summary(protocol_summary(summary["history"]))
+        if (out_dir / DATASET_FILE).is_file():
+            run.log_datasets(json.loads((out_dir / DATASET_FILE).read_text()))
         for artifact in (
             "config.json",
             "metrics.json",
             "plg_pseudo_labels.csv",
+            DATASET_FILE,
             EMBEDDINGS_FILE,
             EXAMPLES_FILE,
         ):
