@@ -559,7 +559,7 @@ def test_a_full_disk_under_a_new_mlflow_database_is_one_sentence_before_ray_star
 
 
 def test_resume_clears_the_markers_that_stopped_retries_of_a_failed_trial(tmp_path):
-    from langdml_core.runner.tune import FAILED_FILE, clear_failure_markers
+    from langdml_core.runner.state import FAILED_FILE, clear_failure_markers
 
     for trial in ("lr=1e_30_00000", "lr=0.0001_00001"):
         (tmp_path / trial).mkdir()

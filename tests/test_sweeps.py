@@ -391,7 +391,7 @@ def test_resume_refuses_tune_state_of_other_trials_and_names_the_difference(tmp_
 
 
 def test_gpus_are_reserved_per_trial_by_default_and_unreserved_cuda_is_refused():
-    from langdml_core.runner.tune import gpus_per_trial, trial_device
+    from langdml_core.runner.resources import gpus_per_trial, trial_device
 
     trials = load_sweep(TINY).trials
     assert gpus_per_trial(None, trials, cluster_gpus=2) == 1.0  # GPUs in the cluster: one per trial
@@ -656,7 +656,7 @@ def test_a_grid_beyond_the_cap_is_refused_unless_allowed(tmp_path):
 
 
 def test_cpus_per_trial_beyond_a_node_or_not_positive_is_refused(tmp_path, capsys):
-    from langdml_core.runner.tune import check_trial_cpus
+    from langdml_core.runner.resources import check_trial_cpus
 
     nodes = [{"Resources": {"CPU": 2.0}}, {"Resources": {"CPU": 8.0, "GPU": 1.0}}]
     check_trial_cpus(8, local=False, nodes=nodes)  # fits the larger node

@@ -10,6 +10,7 @@ call :func:`resolve_places`.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,3 +82,15 @@ def ui_command(places: Places) -> str:
         return f"{command} ui --tracking-uri {redact(places.tracking_uri)}"
     results = os.path.relpath(places.results)
     return f"{command} ui" + ("" if results == "results" else f" --results {results}")
+
+
+def full_storage(storage: str, needed: int = 1 << 20) -> str | None:
+    """The local storage folder when less than ``needed`` bytes are free there, else None (remote storage:
+    its own errors say what happened)."""
+    if "://" in storage and not storage.startswith("file://"):
+        return None
+    path = storage.removeprefix("file://")
+    try:
+        return path if shutil.disk_usage(path).free < needed else None
+    except OSError:
+        return None

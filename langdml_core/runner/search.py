@@ -23,13 +23,13 @@ from langdml_core.errors import ConfigError
 from langdml_core.runner.places import FINAL_SUFFIX, SEARCH_SUFFIX, resolve_places
 from langdml_core.runner.plots import search_plot
 from langdml_core.runner.records import TrialRecord
+from langdml_core.runner.resources import gpus_per_trial
 from langdml_core.runner.search_spec import SearchSpec
 from langdml_core.runner.state import claim_state, trials_table
 from langdml_core.runner.sweep_file import Sweep, Trial
 from langdml_core.runner.tracking import close_open_trial_runs
 from langdml_core.runner.tune import (
     dirname,
-    gpus_per_trial,
     prepare,
     results_frame,
     run_config,

@@ -143,3 +143,25 @@ def refuse_overwrite(sweep_name: str, experiment_path: str, resume: bool) -> Non
 
 def _has_state(path: str) -> bool:
     return "://" not in path and Path(path).is_dir() and any(Path(path).glob("experiment_state*.json"))
+
+
+FAILED_FILE = "failed.json"
+"""Written into a trial's directory when it failed deterministically (a user error): retries stop at once."""
+
+
+def clear_failure_markers(experiment_path: str) -> list[str]:
+    """Remove the ``failed.json`` markers that stopped Tune's automatic retries of deterministic failures in
+    an earlier run of the sweep; returns the removed paths."""
+    import pyarrow.fs
+
+    fs, root = _filesystem(experiment_path)
+    removed = []
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True)):
+        marker = f"{info.path}/{FAILED_FILE}"
+        if (
+            info.type == pyarrow.fs.FileType.Directory
+            and fs.get_file_info(marker).type == pyarrow.fs.FileType.File
+        ):
+            fs.delete_file(marker)
+            removed.append(marker)
+    return removed

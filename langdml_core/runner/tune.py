@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 from langdml_core.config import TrialConfig
 from langdml_core.errors import ConfigError, DiskFullError, TrackingError, UserError
 from langdml_core.runner.language_effect import embeddings_loader
-from langdml_core.runner.places import Places, resolve_places, ui_command
+from langdml_core.runner.places import Places, full_storage, resolve_places, ui_command
 from langdml_core.runner.provenance import GIT_COMMIT_TAG, PROVENANCE_PREFIX, git_provenance, package_versions
 from langdml_core.runner.records import (
     ERROR,
@@ -34,12 +33,15 @@ from langdml_core.runner.records import (
     trial_tags,
 )
 from langdml_core.runner.report import missing_trials, protocol_summary, write_report
+from langdml_core.runner.resources import check_trial_cpus, gpus_per_trial, trial_device
 from langdml_core.runner.search_spec import searched_name
 from langdml_core.runner.state import (
+    FAILED_FILE,
     MLFLOW_IDS_FILE,
     TRIALS_FILE,
     Trials,
     claim_state,
+    clear_failure_markers,
     load_mlflow_ids,
     load_trials,
     store_json,
@@ -52,8 +54,6 @@ from langdml_core.runner.tracking_store import check_tracking
 PROVENANCE_TAGS = (GIT_COMMIT_TAG, PROVENANCE_PREFIX)
 
 CHECKPOINT_FILE = "checkpoint.pt"
-FAILED_FILE = "failed.json"
-"""Written into a trial's directory when it failed deterministically (a user error): retries stop at once."""
 RETRIED_ERRORS = (DiskFullError, TrackingError)
 """The user errors whose cause may pass (space freed, server back): Tune retries these trials. Any other
 (a NaN loss, a bad size or image found inside a trial) would recur, so the trial fails once, not 3 times."""
@@ -188,82 +188,6 @@ def console_order(row: dict[str, Any]) -> dict[str, Any]:
 
     metrics = {k: v for k, v in row.items() if not is_provenance(k)}
     return {**{k: metrics[k] for k in CONSOLE_FIRST if k in metrics}, **metrics}
-
-
-def clear_failure_markers(experiment_path: str) -> list[str]:
-    """Remove the ``failed.json`` markers that stopped Tune's automatic retries of deterministic failures in
-    an earlier run of the sweep; returns the removed paths."""
-    import pyarrow.fs
-
-    fs, root = (
-        pyarrow.fs.FileSystem.from_uri(experiment_path)
-        if "://" in experiment_path
-        else (
-            pyarrow.fs.LocalFileSystem(),
-            experiment_path,
-        )
-    )
-    removed = []
-    for info in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True)):
-        marker = f"{info.path}/{FAILED_FILE}"
-        if (
-            info.type == pyarrow.fs.FileType.Directory
-            and fs.get_file_info(marker).type == pyarrow.fs.FileType.File
-        ):
-            fs.delete_file(marker)
-            removed.append(marker)
-    return removed
-
-
-def check_trial_cpus(cpus: float, local: bool, nodes: list[dict] | None = None) -> None:
-    """A trial reserves ``cpus`` on one node. On the embedded local Ray (a fixed machine) a share no node has
-    would leave every trial PENDING for ever: refuse it in one sentence. On a cluster the autoscaler may add
-    such a node later, so it is only a warning there."""
-    if not cpus > 0:
-        raise ConfigError(
-            f"--cpus-per-trial {cpus:g} must be > 0 (each trial needs at least a share of a CPU)."
-        )
-    if nodes is None:
-        import ray
-
-        nodes = [node for node in ray.nodes() if node.get("Alive")]
-    largest = max((float(node.get("Resources", {}).get("CPU", 0)) for node in nodes), default=0.0)
-    if cpus <= largest:
-        return
-    where = "this machine's local Ray" if local else "any node of the cluster now"
-    message = f"--cpus-per-trial {cpus:g} is more than {where} has ({largest:g} CPUs)"
-    if local:
-        raise ConfigError(f"{message}; no trial could ever start: pass --cpus-per-trial {largest:g} or less.")
-    print(f"warning: {message}; trials wait until the autoscaler adds a larger node.", file=sys.stderr)
-
-
-def gpus_per_trial(requested: float | None, trials, cluster_gpus: float | None = None) -> float:
-    """The GPU share each trial reserves (Ray started): ``requested``, or by default 1 when the cluster has
-    GPUs and 0 when it has none. A trial that reserved none runs on the CPU (the trainable sees to it), so a
-    sweep that asks for CUDA (``run.device=cuda...``) without a reservation is refused here, in one sentence."""
-    if cluster_gpus is None:
-        import ray
-
-        cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
-    gpus = requested if requested is not None else (1.0 if cluster_gpus > 0 else 0.0)
-    if requested is None and gpus:
-        print(
-            f"Reserving 1 GPU per trial ({cluster_gpus:g} in the cluster; --gpus-per-trial sets another share)."
-        )
-    cuda = sorted({t.config.get("run.device", "auto") for t in trials} - {"auto", "cpu"})
-    if gpus == 0 and cuda:
-        raise ConfigError(
-            f"run.device={cuda[0]!r} but --gpus-per-trial is 0 (the cluster has {cluster_gpus:g} GPUs): a trial "
-            "would use a GPU no one reserved for it; pass --gpus-per-trial 1 (or 0.5 to share one), or use "
-            "run.device=auto."
-        )
-    return gpus
-
-
-def trial_device(device: str, reserved_gpu_ids: list) -> str:
-    """run.device inside a Tune trial: ``auto`` becomes ``cpu`` when Ray reserved no GPU for the trial (Ray
-    does not hide the node's GPUs from such a trial: it would share cuda:0 with every other one)."""
-    return "cpu" if device == "auto" and not reserved_gpu_ids else device
 
 
 def trial_name(trial) -> str:
@@ -474,18 +398,6 @@ def run_sweep(
         )
         return 130
     return 1 if failed else 0
-
-
-def full_storage(storage: str, needed: int = 1 << 20) -> str | None:
-    """The local storage folder when less than ``needed`` bytes are free there, else None (remote storage:
-    its own errors say what happened)."""
-    if "://" in storage and not storage.startswith("file://"):
-        return None
-    path = storage.removeprefix("file://")
-    try:
-        return path if shutil.disk_usage(path).free < needed else None
-    except OSError:
-        return None
 
 
 def results_frame(results, trials: Trials) -> list[TrialRecord]:
