@@ -48,7 +48,7 @@ class DataConfig:
     val_classes: int = 0
     """Number of training classes held out as a class-disjoint validation split (0 = none)."""
     num_workers: int = 0
-    """DataLoader worker processes (0 = load in the training process)."""
+    """DataLoader worker processes (0 = load in the training process; -1 = from the trial's CPU share: 0 when the model runs on the CPU, else run.threads - 1, at least 1)."""
     check_counts: bool = True
     """Assert the official image/class counts; turn off only for small test fixtures."""
     layout: Literal["auto", "official", "folders"] = "auto"
@@ -285,7 +285,6 @@ class TrialConfig:
             "data.image_size",
             "data.resize",
             "data.val_classes",
-            "data.num_workers",
             "run.threads",
             "run.max_steps_per_epoch",
             "language.delay",
@@ -293,6 +292,10 @@ class TrialConfig:
         ):
             if self.flat()[key] < 0:
                 raise ConfigError(f"{key}={self.flat()[key]} must be >= 0.")
+        if d.num_workers < -1:
+            raise ConfigError(
+                f"data.num_workers={d.num_workers} must be >= 0, or -1 for workers from the trial's CPU share."
+            )
         if not self.eval.ks or not all(_is_int(k) and k >= 1 for k in self.eval.ks):
             raise ConfigError(f"eval.ks={self.eval.ks!r} must be a non-empty list of positive integers.")
         if not all(_is_int(m) and m >= 1 for m in o.milestones):

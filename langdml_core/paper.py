@@ -159,6 +159,16 @@ COMMON = {
         "release",
         f"{CODE}: CARS196 class folders sorted by name, first half train (CUB200, SOP: official)",
     ),
+    "data.cache_images": Sourced(
+        True,
+        "langdml: decoded-image cache (short side 256; the release decodes every JPEG): the same evaluation "
+        "tensors, training crops resampled from the stored copy (mean |diff| < 3/255), ~4x images/s per worker",
+    ),
+    "data.num_workers": Sourced(
+        -1,
+        "langdml: loader workers from the trial's CPU share (run.threads - 1 on a GPU, 0 on the CPU): "
+        "the same images per batch, crops drawn by the workers' own generators; langdml bench data sizes the share",
+    ),
     "language.encoder": Sourced("clip-ViT-B-32", f"{CODE}: default language model CLIP ViT-B/32"),
     "language.prompt": Sourced("a photo of a {}", f"{CODE}: default prompt"),
     "language.direction": Sourced("img||lang", f"{CODE}: KL(P_img || P_lang), the paper's equation"),

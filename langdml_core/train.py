@@ -26,7 +26,7 @@ from tqdm import tqdm
 from langdml_core import checkpoint, rundir
 from langdml_core.backbones import build_model
 from langdml_core.config import TrialConfig
-from langdml_core.data import build_dataset, eval_loader, loader_images, train_loader
+from langdml_core.data import build_dataset, eval_loader, loader_images, loader_workers, train_loader
 from langdml_core.data.sampler import SAMPLERS
 from langdml_core.data.transforms import eval_resize, eval_transform, train_transform
 from langdml_core.errors import ConfigError, NonFiniteLossError
@@ -96,9 +96,15 @@ def run(
     forward = torch.compile(model) if cfg.run.compile else model  # checkpoints keep the plain module's keys
     norm = model.data_config
 
+    workers = loader_workers(cfg.data.num_workers, torch.get_num_threads(), str(device))
+    if cfg.data.num_workers != workers:
+        say(
+            f"data.num_workers={cfg.data.num_workers}: {workers} loader workers ({torch.get_num_threads()} threads, {device})"
+        )
+
     def images_of(split):  # the decoded-image cache (data.cache_images) or the original files
         size = eval_resize(image_size, cfg.data.resize)
-        return loader_images(split, cfg.data, dataset.name, size, norm["interpolation"])
+        return loader_images(split, cfg.data, dataset.name, size, norm["interpolation"], workers)
 
     loader = train_loader(
         images_of(dataset.train),
@@ -106,15 +112,13 @@ def run(
         batch_size=cfg.optim.batch_size,
         samples_per_class=cfg.data.samples_per_class,
         seed=cfg.run.seed,
-        num_workers=cfg.data.num_workers,
+        num_workers=workers,
         sampler=cfg.data.sampler,
     )
     to_eval = eval_transform(image_size, norm["mean"], norm["std"], norm["interpolation"], cfg.data.resize)
     eval_splits = {"test": dataset.test, **({"val": dataset.val} if dataset.val is not None else {})}
     eval_loaders = {
-        name: eval_loader(
-            images_of(split), to_eval, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers
-        )
+        name: eval_loader(images_of(split), to_eval, batch_size=cfg.eval.batch_size, num_workers=workers)
         for name, split in eval_splits.items()
     }
     guidance = build_guidance(cfg, dataset.train, device, out_dir)
@@ -318,6 +322,7 @@ def write_dataset_record(path: Path, dataset, root: str) -> None:
     record = {
         "name": dataset.name,
         "source": str(dataset.info.get("root") or root or "generated"),
+        "default_image_size": dataset.default_image_size,
         "splits": {
             name: {"images": len(split), "classes": split.num_classes, "digest": split.digest()}
             for name, split in splits.items()

@@ -17,8 +17,10 @@ ELG and no-guidance cells take their PLG cell's epochs, batch and S2SD settings 
 no guidance omega 0. Adam lr 1e-5, wd 4e-4, constant lr, 2 samples per class (the release's sampler), the
 release's loss formulations, CARS196 split and PLG transform, fp32; CLIP ViT-B/32 text tower, PLG top-5 from
 a ResNet-50 ImageNet classifier. Every epoch is evaluated (the paper's tables take the best test epoch; the
-report shows it beside the last epoch). `python sweeps/table1.py --list --resolve` prints every value of every
-trial with its source (release, derived or stand-in).
+report shows it beside the last epoch). For speed only (langdml, not the release): the decoded-image cache and
+loader workers from each trial's CPU share (README, "Throughput and sizing a trial").
+`python sweeps/table1.py --list --resolve` prints every value of every trial with its source (release,
+derived, stand-in or langdml).
 
 Command: ray submit cluster/gpu.yaml sweeps/table1.py   (or: python sweeps/table1.py --address auto)
 Needs: $LANGDML_DATA_ROOT/{cub200,cars196,sop}, torchvision ResNet-50 weights and CLIP ViT-B/32 in the HF cache.

@@ -75,6 +75,7 @@ def test_release_recipe_options_default_to_the_standard_protocol_and_fp32():
         ("language.plg_transform", "timm", "expected one of: classifier, release"),
         ("eval.precision", "fp16", "expected one of: fp32, bf16, auto"),
         ("eval.nmi_clusters", "val", "expected one of: test, train"),
+        ("data.num_workers", -2, "must be >= 0, or -1 for workers from the trial's CPU share"),
     ],
 )
 def test_bad_values_give_one_sentence(key, value, fragment):

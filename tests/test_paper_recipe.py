@@ -201,3 +201,11 @@ def test_recipe_values_are_fresh_per_call():
     a["optim.milestones"].value.append(3)
     b = paper.recipe("cub200", 128, "s2sd", "plg")
     assert b["loss.kwargs"].value["feat_distill_weight"] == 125 and b["optim.milestones"].value == []
+
+
+@pytest.mark.parametrize("sweep", [TABLE1, BEST_512], ids=lambda s: s.name)
+def test_paper_trials_read_the_image_cache_with_workers_from_their_cpu_share(sweep):
+    for trial in sweep.trials:
+        assert trial.config["data.cache_images"] is True and trial.config["data.num_workers"] == -1
+        for key in ("data.cache_images", "data.num_workers"):
+            assert trial.sources[key].startswith("langdml: "), (trial.name, key)  # not the release's: speed

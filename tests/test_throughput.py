@@ -6,11 +6,12 @@ import pytest
 import torch
 from conftest import tiny_trial
 
-from langdml_core.bench.data import bench_data, make_jpeg_folder
+from langdml_core.bench.data import GPU_RATE, bench_data, cpus_to_feed, make_jpeg_folder, per_worker_rate
 from langdml_core.bench.data import format_report as data_report
 from langdml_core.bench.train import bench_train
 from langdml_core.bench.train import format_report as train_report
 from langdml_core.config import TrialConfig
+from langdml_core.data import loader_workers
 from langdml_core.errors import ConfigError
 from langdml_core.runner.cli import main
 from langdml_core.train import speed_options, train_trial
@@ -112,12 +113,52 @@ def test_compiled_trial_matches_eager_and_checkpoints_plain_keys(tmp_path):
     assert not any(key.startswith("_orig_mod") for key in state["model"])
 
 
-def test_bench_data_reports_ratios_and_identical_eval_tensors(tmp_path):
-    result = bench_data(images=16, image_size=64, repeats=1, workdir=str(tmp_path))
+def test_bench_data_reports_ratios_identical_eval_tensors_and_rates_per_worker_count(tmp_path):
+    result = bench_data(
+        images=16,
+        image_size=64,
+        repeats=1,
+        workdir=str(tmp_path),
+        workers=[2, 0, 1],
+        batch_size=4,
+        loader_batches=2,
+    )
     assert result["eval_identical"] == "16/16"
     assert result["train_mean_abs_diff_255"]["max"] < 10
     assert set(result["ratio"]) == {"train", "eval", "draft"} and all(r > 0 for r in result["ratio"].values())
-    assert "ratio cache / jpeg" in data_report(result)
+    for source in ("jpeg", "cache"):
+        rates = result["loader"][source]
+        assert list(rates) == [0, 1, 2] and all(r > 0 for r in rates.values())
+        assert per_worker_rate(result, source) == max(rates[1], rates[2] / 2)
+    report = data_report(result)
+    assert "ratio cache / jpeg" in report and "workers 0: " in report
+    assert f"{cpus_to_feed(GPU_RATE[0], per_worker_rate(result, 'cache'))} CPUs per trial" in report
+
+
+def test_cpus_to_feed_a_gpu_are_its_workers_plus_the_training_process():
+    assert cpus_to_feed(938, 1000) == 2 and cpus_to_feed(938, 469) == 3 and cpus_to_feed(938, 468) == 4
+    # and data.num_workers=-1 gives such a trial exactly that many workers on a GPU
+    assert loader_workers(-1, threads=cpus_to_feed(938, 469), device="cuda") == 2
+
+
+def test_loader_workers_follow_the_cpu_share_on_a_gpu_and_stay_in_process_on_the_cpu():
+    assert [loader_workers(-1, threads, "cuda:0") for threads in (1, 2, 4, 8)] == [1, 1, 3, 7]
+    assert [loader_workers(-1, threads, "cpu") for threads in (1, 4)] == [0, 0]
+    assert [loader_workers(n, 4, device) for n in (0, 3) for device in ("cpu", "cuda")] == [0, 0, 3, 3]
+
+
+def test_a_trial_with_workers_from_its_cpu_share_on_the_cpu_loads_in_process(tmp_path, capsys):
+    common = {"run.threads": 2, "run.epochs": 1}
+    auto = train_trial(
+        tiny_trial(tmp_path / "auto", **common, **{"data.num_workers": -1, "run.progress": True})
+    )
+    assert "data.num_workers=-1: 0 loader workers (2 threads, cpu)" in capsys.readouterr().out
+    in_process = train_trial(tiny_trial(tmp_path / "zero", **common, **{"data.num_workers": 0}))
+
+    def measured(history):  # everything but the wall times
+        return [{k: v for k, v in row.items() if "seconds" not in k} for row in history]
+
+    assert measured(auto["history"]) == measured(in_process["history"])  # no worker generators on the CPU
 
 
 def test_bench_train_reports_steps_per_second_on_vs_off():

@@ -11,6 +11,8 @@ checks the outputs: evaluation tensors must be equal, training tensors differ by
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import statistics
 import tempfile
 import time
@@ -58,6 +60,41 @@ def _rate(fn, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+RELEASE_BATCH = 108
+"""The release's batch for CARS196, SOP and the CUB200 S2SD cells (paper.py; the CUB200 multisimilarity cells: 90)."""
+GPU_RATE = (
+    938,
+    "NVIDIA's published ResNet-50 v1.5 training rate on one A100 80GB in TF32 (DeepLearningExamples, "
+    "PyTorch/Classification/ConvNets/resnet50v1.5, pytorch-21.03): a public figure, not measured here",
+)
+"""Images/s one GPU trains at, when ``--gpu-rate`` is not given (``langdml bench train --device cuda`` measures it)."""
+
+
+def loader_rates(
+    dataset, batch_size: int, workers: list[int], batches: int, repeats: int, seed: int = 0
+) -> dict[int, float]:
+    """Median training images/s of a DataLoader over ``dataset`` for each number of worker processes
+    (rounds interleaved): batches of ``batch_size`` random images, timed from the second batch on (the
+    workers' start-up is paid once per trial, not per batch)."""
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+
+    def rate(count: int) -> float:
+        sampler = RandomSampler(
+            dataset,
+            replacement=True,
+            num_samples=batch_size * (batches + 1),
+            generator=torch.Generator().manual_seed(seed),
+        )
+        loader = iter(DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=count))
+        next(loader)
+        start = time.perf_counter()
+        seen = sum(len(labels) for _, labels in loader)
+        return seen / (time.perf_counter() - start)
+
+    return medians(interleaved({count: lambda count=count: rate(count) for count in workers}, repeats))
+
+
 def bench_data(
     images: int = 256,
     size=(500, 375),
@@ -66,6 +103,9 @@ def bench_data(
     repeats: int = 3,
     seed: int = 0,
     workdir: str | None = None,
+    workers: list[int] | None = None,
+    batch_size: int = RELEASE_BATCH,
+    loader_batches: int = 12,
 ) -> dict:
     import torch
 
@@ -105,6 +145,13 @@ def bench_data(
     )
     median = medians(rates)
 
+    # whole loaders at the release's batch: images/s per number of worker processes
+    workers = sorted(set(workers if workers is not None else range(0, (os.cpu_count() or 1) + 1)))
+    loader = {
+        source: loader_rates(sets[f"train/{source}"], batch_size, workers, loader_batches, repeats, seed)
+        for source in ("jpeg", "cache")
+    }
+
     # outputs: evaluation must be identical; training differs by resampling only (same random draws)
     eval_equal = sum(torch.equal(sets["eval/jpeg"][i][0], sets["eval/cache"][i][0]) for i in range(n))
     train_diff = []
@@ -134,6 +181,7 @@ def bench_data(
             "threads": torch.get_num_threads(),
         },
         "images_per_second": median,
+        "loader": {"batch_size": batch_size, "batches": loader_batches, "cpus": os.cpu_count(), **loader},
         "spread": spreads(rates),
         "ratio": {
             "train": median["train/cache"] / median["train/jpeg"],
@@ -149,7 +197,7 @@ def bench_data(
     }
 
 
-def format_report(result: dict) -> str:
+def format_report(result: dict, gpu_rate: tuple[float, str] = GPU_RATE) -> str:
     s, r, ips = result["setup"], result["ratio"], result["images_per_second"]
     lines = [
         f"per loader worker ({s['threads']} thread), {s['images']} JPEGs {s['source_size'][0]}x{s['source_size'][1]} "
@@ -169,7 +217,42 @@ def format_report(result: dict) -> str:
         f"  cache: build {result['cache_build_ms_per_image']:.2f} ms/image once, "
         f"{result['cache_mb_per_image']:.3f} MB/image on disk",
     ]
+    lines += loader_report(result, gpu_rate)
     return "\n".join(lines)
+
+
+def per_worker_rate(result: dict, source: str) -> float:
+    """One worker's training images/s from ``source``: the best whole-loader rate per worker over the measured
+    counts >= 1 (one worker alone stalls on its queue; many share this box's cores with the main process),
+    else the per-image work of one worker in the interleaved rounds."""
+    rates = [rate / count for count, rate in result["loader"][source].items() if count >= 1]
+    return max(rates) if rates else result["images_per_second"][f"train/{source}"]
+
+
+def cpus_to_feed(gpu_rate: float, worker_rate: float) -> int:
+    """CPUs a GPU trial needs: enough loader workers to decode ``gpu_rate`` images/s, plus one core for the
+    training process that feeds the GPU (``data.num_workers=-1`` uses exactly cpus - 1 workers)."""
+    return math.ceil(gpu_rate / worker_rate) + 1
+
+
+def loader_report(result: dict, gpu_rate: tuple[float, str]) -> list[str]:
+    loader = result["loader"]
+    lines = [
+        f"  DataLoader, train transform, batch {loader['batch_size']}, {loader['batches']} batches after the first, "
+        f"median of {result['setup']['repeats']} interleaved rounds ({loader['cpus']} CPUs here): images/s per worker count"
+    ]
+    for source in ("jpeg", "cache"):
+        rates = ", ".join(f"{w}: {r:.0f}" for w, r in loader[source].items())
+        lines.append(f"    {source:6s} workers {rates}")
+    rate, label = gpu_rate
+    lines.append(f"  to feed {rate:g} images/s ({label}):")
+    for source in ("jpeg", "cache"):
+        r = per_worker_rate(result, source)
+        lines.append(
+            f"    from the {source:5s}: {cpus_to_feed(rate, r)} CPUs per trial (ceil({rate:g} / {r:.0f} per worker) "
+            "workers + 1)"
+        )
+    return lines
 
 
 def add_data_parser(which) -> None:
@@ -188,12 +271,35 @@ def add_data_parser(which) -> None:
     p.add_argument("--interpolation", choices=("bilinear", "bicubic"), default="bilinear")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workdir", help="where the fixture and its cache go (default: a new temp dir)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        help="loader worker counts to time (default: 0 to the number of CPUs)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=RELEASE_BATCH, help=f"loader batch (default {RELEASE_BATCH})"
+    )
+    p.add_argument(
+        "--gpu-rate",
+        type=float,
+        help=f"images/s the GPU trains at, to size the CPUs per trial (default {GPU_RATE[0]}: "
+        "a public A100 figure; langdml bench train --device cuda measures yours)",
+    )
     p.set_defaults(func=_run)
 
 
 def _run(a: argparse.Namespace) -> int:
     result = bench_data(
-        a.images, (a.width, a.height), a.image_size, a.interpolation, a.repeats, workdir=a.workdir
+        a.images,
+        (a.width, a.height),
+        a.image_size,
+        a.interpolation,
+        a.repeats,
+        workdir=a.workdir,
+        workers=a.workers,
+        batch_size=a.batch_size,
     )
-    print(format_report(result))
+    gpu_rate = GPU_RATE if a.gpu_rate is None else (a.gpu_rate, "--gpu-rate")
+    print(format_report(result, gpu_rate))
     return 0

@@ -24,6 +24,7 @@ __all__ = [
     "TransformedSet",
     "build_dataset",
     "loader_images",
+    "loader_workers",
     "train_loader",
     "eval_loader",
 ]
@@ -56,14 +57,28 @@ def resolve_root(cfg: DataConfig) -> str:
 
 
 def loader_images(
-    images: ImageSet, cfg: DataConfig, dataset: str, size: int, interpolation: str
+    images: ImageSet, cfg: DataConfig, dataset: str, size: int, interpolation: str, num_workers: int = 0
 ) -> ImageSet | CachedImageSet:
-    """The split as the loaders read it: from the decoded-image cache when ``data.cache_images`` is on."""
+    """The split as the loaders read it: from the decoded-image cache when ``data.cache_images`` is on
+    (built, the first time, by ``num_workers`` processes)."""
     if not cfg.cache_images:
         return images
-    return cached_images(
-        images, dataset, size, interpolation, draft=cfg.jpeg_draft, num_workers=cfg.num_workers
-    )
+    return cached_images(images, dataset, size, interpolation, draft=cfg.jpeg_draft, num_workers=num_workers)
+
+
+def loader_workers(num_workers: int, threads: int, device: str) -> int:
+    """``data.num_workers`` as the loaders use it; -1 derives it from the trial's CPU share (``threads``).
+
+    On the CPU the model's forward and backward pass need every thread, and a worker would take one from
+    it: load in the training process (0). On a GPU the training process only feeds the device: it keeps
+    one core and the rest decode (``threads - 1``, at least 1). ``langdml bench data`` prints images/s per
+    worker count, to size the CPU share against a GPU's training rate.
+    """
+    if num_workers >= 0:
+        return num_workers
+    if str(device).startswith("cpu"):
+        return 0
+    return max(1, threads - 1)
 
 
 class TransformedSet(Dataset):
