@@ -45,7 +45,15 @@ def check_sweep(uri: str, args: argparse.Namespace) -> list[str]:
     from langdml_core.runner.sweep_file import load_sweep
 
     sweep = load_sweep(args.sweep, overrides=args.set, seeds=args.seeds, smoke=args.smoke)
-    report = [sys.executable, "-m", "langdml_core.runner.cli", "report", str(args.sweep), "--tracking-uri", uri]
+    report = [
+        sys.executable,
+        "-m",
+        "langdml_core.runner.cli",
+        "report",
+        str(args.sweep),
+        "--tracking-uri",
+        uri,
+    ]
     report += ["--results", str(args.results)] + (["--smoke"] if args.smoke else [])
     done = subprocess.run(report, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _path()})
     if done.returncode:

@@ -185,3 +185,34 @@ def test_a_trials_splits_are_its_runs_dataset_inputs(tmp_path):
     )
     assert by_context["test"].name == "cub200-test" and by_context["test"].digest == "b" * 16
     assert '"num_images": 5924' in by_context["test"].profile and "/data/cub200" in by_context["test"].source
+
+
+def test_a_trial_run_logs_system_metrics_while_it_runs_and_a_resumed_one_continues_their_steps(
+    tmp_path, monkeypatch
+):
+    import time
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id, parent = parent_run(uri, "tiny")
+
+    def sampled(run_id=None, name="a"):
+        run = TrialRun(uri, experiment_id, parent, name, run_id=run_id, system_metrics=True)
+        time.sleep(1.0)
+        assert run.end("FINISHED")
+        history = run.client.get_metric_history(run.run_id, "system/cpu_utilization_percentage")
+        return run.run_id, [int(m.step) for m in history], [m.value for m in history]
+
+    run_id, steps, values = sampled()
+    assert len(steps) >= 2 and all(0 <= v <= 100 for v in values)
+    memory = TrialRun(uri, experiment_id, parent, "a", run_id=run_id).client.get_run(run_id).data.metrics
+    assert memory["system/system_memory_usage_megabytes"] > 0
+    _, resumed, _ = sampled(run_id)  # the same run after a retry: its steps continue, none twice
+    assert len(resumed) > len(steps) and sorted(resumed) == list(range(len(resumed)))
+
+    monkeypatch.setenv("LANGDML_SYSTEM_METRICS", "0")
+    off, none_logged, _ = sampled(name="b")
+    assert none_logged == []
+    quiet = TrialRun(uri, experiment_id, parent, "c")  # backfill and the like: not asked for
+    quiet.end("FINISHED")
+    assert not any(k.startswith("system/") for k in quiet.client.get_run(quiet.run_id).data.metrics)

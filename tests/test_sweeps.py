@@ -64,6 +64,7 @@ def run_sweep(tmp_path, *flags, timeout=600, wait=True):
     env = {**os.environ, "LANGDML_RAY_TEMP_DIR": ray_temp(tmp_path)}
     env.pop("RAY_ADDRESS", None)
     env.pop("RAY_DEDUP_LOGS", None)  # langdml's own default is under test
+    env["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = "1"  # the tiny trials last seconds
     cmd = [sys.executable, str(TINY), "--results", str(tmp_path / "results"), *flags]
     if not wait:
         return subprocess.Popen(
@@ -110,6 +111,24 @@ def stop_ray(tmp_path):
     import shutil
 
     shutil.rmtree(temp, ignore_errors=True)
+
+
+def first_test_image():
+    """The demo's first test image, as the tiny sweep's trials evaluated it (data.name=demo)."""
+    from langdml_core.config import DataConfig
+    from langdml_core.data import build_dataset
+
+    return build_dataset(DataConfig(name="demo")).test.load(0)
+
+
+def reloaded_embedding(run, tracking_uri, image):
+    import torch
+
+    from langdml_core.runner.logged_model import MODEL_URI_TAG, load_embedding_model
+
+    model, transform = load_embedding_model(run.data.tags[MODEL_URI_TAG], tracking_uri)
+    with torch.no_grad():
+        return model(transform(image)[None])[0]
 
 
 @pytest.mark.slow
@@ -175,6 +194,12 @@ def test_sweep_runs_tracks_reports_and_replays_and_a_fresh_sweep_is_a_new_record
         # what it trained and tested on: each split a dataset input (the UI's Dataset column)
         inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
         assert sorted(i.dataset.name for i in inputs) == ["demo-test", "demo-train"]
+        # the network, loaded back from MLflow, embeds a test image as the trial's last evaluation did
+        assert reloaded_embedding(run, client.tracking_uri, first_test_image()).allclose(
+            embeddings[0], atol=1e-5
+        )
+        # and the node's CPU and memory while it trained
+        assert "system/cpu_utilization_percentage" in run.data.metrics
 
     # The report from Tune's files equals the one rebuilt from MLflow.
     table_md = tmp_path / "results" / "tiny" / "table.md"

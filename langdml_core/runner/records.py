@@ -24,7 +24,11 @@ GPU_IDS_TAG, NODE_ID_TAG = "langdml.gpu_ids", "langdml.node_id"
 """Where the trial ran (set by the trainable)."""
 PLACEMENT_TAGS = (GPU_IDS_TAG, NODE_ID_TAG)
 SWEEP_FILE_TAG = "langdml.sweep_file"
-RESERVED_TAGS = frozenset({SWEEP_TAG, TRIAL_TAG, ROLE_TAG, ERROR_TAG, SWEEP_FILE_TAG, *PLACEMENT_TAGS})
+MODEL_URI_TAG = "langdml.model_uri"
+"""The trial's logged embedding network (runner/logged_model.py)."""
+RESERVED_TAGS = frozenset(
+    {SWEEP_TAG, TRIAL_TAG, ROLE_TAG, ERROR_TAG, SWEEP_FILE_TAG, MODEL_URI_TAG, *PLACEMENT_TAGS}
+)
 """langdml tags that are not swept values."""
 EVAL_TAG_PREFIX = "eval."
 """Tags ``eval.test/knn_k``, ``eval.test/nmi_seed``, ...: how a trial's metrics were computed."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from langdml_core.config import parse_value
 from langdml_core.errors import ConfigError, TrackingError
+from langdml_core.runner import system_metrics
 from langdml_core.runner.records import (
     ERROR,
     ERROR_TAG,
@@ -237,8 +238,10 @@ class TrialRun:
         trial_name: str,
         run_id: str | None = None,
         tags: dict[str, str] | None = None,
+        system_metrics: bool = False,
     ):
         self.uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
+        self._system_metrics, self._monitor = system_metrics, None  # runner.system_metrics, while training
         self.trial_name, self.run_id, self.tags = trial_name, run_id, dict(tags or {})
         self.client = client(tracking_uri)
         self._logged_steps: set[int] = set()
@@ -265,6 +268,8 @@ class TrialRun:
                 self.client.update_run(self.run_id, status="RUNNING")
             self._logged_steps = {int(m.step) for m in self.client.get_metric_history(self.run_id, "epoch")}
             self._connected = True
+            if self._system_metrics and self._monitor is None:
+                self._monitor = system_metrics.start(self.run_id, self.uri)
             if self._params:
                 self._log_params()
         except Exception as exc:
@@ -403,6 +408,9 @@ class TrialRun:
 
     def end(self, status: str = "FINISHED") -> bool:
         """Send what is pending and end the run; False when the server could not be reached."""
+        if self._monitor is not None:
+            self._monitor.finish()
+            self._monitor = None
         return self._call(self._flush) and self._call(
             lambda: self.client.set_terminated(self.run_id, status=status)
         )

@@ -74,6 +74,7 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
 
     from langdml_core.evaluate import EMBEDDINGS_FILE
     from langdml_core.evaluate.examples import EXAMPLES_FILE
+    from langdml_core.runner.logged_model import log_embedding_model
     from langdml_core.train import (  # torch, timm: where a trial runs, not to list one
         DATASET_FILE,
         train_trial,
@@ -107,6 +108,7 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
         trial["name"],
         run_id=extra["mlflow_run_id"],
         tags=trial_tags(tracking["sweep"], trial["varied"]),
+        system_metrics=True,
     )
     extra["mlflow_run_id"] = (
         run.run_id
@@ -133,7 +135,10 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
         run.end("FAILED")
         raise UserError(json.loads(failed.read_text())["error"] + " (not retried: it would recur)")
 
+    final = {"model": (resume_state or {}).get("model")}  # the newest weights: the logged model's
+
     def report(row: dict[str, Any], state: dict[str, Any]) -> None:
+        final["model"] = state["model"]
         run.log_epoch(row)
         extra["mlflow_run_id"] = extra["mlflow_run_id"] or run.run_id
         with tempfile.TemporaryDirectory() as directory:
@@ -153,7 +158,10 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
         )
         run.log_summary(protocol_summary(summary["history"]))
         if (out_dir / DATASET_FILE).is_file():
-            run.log_datasets(json.loads((out_dir / DATASET_FILE).read_text()))
+            record = json.loads((out_dir / DATASET_FILE).read_text())
+            run.log_datasets(record)
+            if final["model"] is not None:
+                log_embedding_model(run, config, final["model"], record["default_image_size"])
         for artifact in (
             "config.json",
             "metrics.json",

@@ -9,7 +9,9 @@ downloaded at run time):
 
 It starts `langdml ui` on a free loopback port for the MLflow database under --results, opens the sweep's
 experiment page, waits until every trial run's name is on the page, saves results/<sweep>/mlflow_ui.png and
-prints the run names it saw. Exit status 1 when a trial run is missing from the page.
+prints the run names it saw; then opens the sweep's parent run, waits for its description (the results
+table) and saves results/<sweep>/mlflow_parent_run.png. Exit status 1 when a trial run is missing from the
+experiment page or the table is missing from the parent run's page.
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ def main() -> int:
         )
         runs = json.loads(urllib.request.urlopen(search, timeout=10).read())["runs"]
         names = sorted(r["info"]["run_name"] for r in runs)
+        parents = [
+            r for r in runs if {"key": "langdml.role", "value": "parent"} in r["data"].get("tags", [])
+        ]  # the newest parent run of the sweep (runs/search returns the newest first)
+        parent_id = parents[0]["info"]["run_id"] if parents else None
         out = Path(args.results) / args.sweep / "mlflow_ui.png"
         out.parent.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as p:
@@ -112,12 +118,26 @@ def main() -> int:
             page.wait_for_timeout(2000)
             seen = [n for n in names if page.get_by_text(n, exact=True).count()]
             page.screenshot(path=str(out), full_page=True)
+            table_seen = False
+            if parent_id:
+                page.goto(f"{base}/#/experiments/{experiment_id}/runs/{parent_id}", wait_until="load")
+                header = page.get_by_text("Recall@1", exact=False).first  # the description's table
+                try:
+                    header.wait_for(timeout=60_000)
+                    table_seen = True
+                except Exception:  # noqa: BLE001 - reported below
+                    pass
+                page.wait_for_timeout(2000)
+                page.screenshot(path=str(out.with_name("mlflow_parent_run.png")), full_page=True)
             browser.close()
         print(f"experiment {args.sweep} (id {experiment_id}) at {base}: {len(names)} runs")
         for name in names:
             print(f"  {'seen   ' if name in seen else 'MISSING'} {name}")
         print(f"screenshot: {out}")
-        return 0 if len(seen) == len(names) else 1
+        if parent_id:
+            print(f"parent run {parent_id}: results table {'seen' if table_seen else 'MISSING'}")
+            print(f"screenshot: {out.with_name('mlflow_parent_run.png')}")
+        return 0 if len(seen) == len(names) and table_seen else 1
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(timeout=30)
