@@ -111,7 +111,7 @@ def test_the_parent_run_carries_the_report_the_shared_settings_and_the_sweep_fil
     client = mlflow.MlflowClient(uri)
     run = client.get_run(run_id)
     note = run.data.tags["mlflow.note.content"]
-    assert note.startswith("A tiny sweep for the sweep-service tests") and note.endswith("again")
+    assert note.startswith("again\n\n## The sweep file (tiny_sweep.py)\n\nA tiny sweep for the sweep-service tests")
     assert run.data.params["sweep.trials"] == "4" and run.data.params["sweep.varied"] == "loss.name,run.seed"
     assert run.data.params["optim.batch_size"] == "16" and "loss.name" not in run.data.params
     listed = {a.path for folder in ("report", "sweep") for a in client.list_artifacts(run_id, folder)}
@@ -185,6 +185,26 @@ def test_a_trials_splits_are_its_runs_dataset_inputs(tmp_path):
     )
     assert by_context["test"].name == "cub200-test" and by_context["test"].digest == "b" * 16
     assert '"num_images": 5924' in by_context["test"].profile and "/data/cub200" in by_context["test"].source
+
+
+def test_the_protocol_summary_logs_metrics_and_leaves_the_bookkeeping_to_tags(tmp_path):
+    from langdml_core.runner.report import protocol_summary
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = TrialRun(uri, *parent_run(uri, "tiny"), "seed=0", tags=trial_tags("tiny", {"run.seed": 0}))
+    history = [
+        {"epoch": e, "test/recall_at_1": r, "test/knn_k": 1000, "test/nmi_seed": 0, "test/excluded_queries": 0}
+        for e, r in [(1, 0.5), (2, 0.7), (3, 0.6)]
+    ]
+    for row in history:
+        run.log_epoch(row)
+    run.log_summary(protocol_summary(history))
+    run.end()
+    metrics = run.client.get_run(run.run_id).data.metrics
+    assert metrics["best_test_epoch/test/recall_at_1"] == 0.7 and metrics["best_test_epoch/epoch"] == 2
+    assert metrics["last/test/recall_at_1"] == 0.6 and metrics["last/epoch"] == 3
+    assert sorted(k for k in metrics if "knn_k" in k or "nmi_seed" in k or "excluded" in k) == []
+    assert run.client.get_run(run.run_id).data.tags["eval.test/knn_k"] == "1000"
 
 
 def test_a_trial_run_logs_system_metrics_while_it_runs_and_a_resumed_one_continues_their_steps(

@@ -12,6 +12,7 @@ from langdml_core.runner import plots
 from langdml_core.runner.records import TrialRecord
 from langdml_core.runner.report import (
     PAIRED_TITLE,
+    headline,
     paired_differences,
     paired_table,
     paper_results,
@@ -55,6 +56,26 @@ def test_table_reports_percent_over_seeds_with_the_paper_and_the_failures():
         & (paper["metric"] == "recall@1")
     ]["mean"].iloc[0]
     assert cells["paper R@1"] == f"{ref:.1f}" and cells["diff (best_test_epoch)"] == f"{63.0 - ref:+.1f}"
+
+
+def test_the_headline_gives_each_setups_last_epoch_recall_first_and_caps_its_length(tmp_path):
+    frame = trial_rows([record(0, [0.50, 0.60]), record(1, [0.66, 0.64]), record(2, [0.1], status="ERROR")])
+    line = headline(frame)
+    assert line == (
+        "Test Recall@1, last epoch, mean +- std over seeds: "
+        "**cub200, multisimilarity, none** 62.00 +- 2.00 (2 seeds)."
+    )
+    many = trial_rows(
+        [
+            TrialRecord(
+                f"o{i}", {"language.omega": i, "run.seed": 0}, history=[{"epoch": 1, "test/recall_at_1": 0.5}]
+            )
+            for i in range(10)
+        ]
+    )
+    assert headline(many, most=3).endswith("**2** 50.00 (1 seed); 7 more setups in the table.")
+    sweep = SimpleNamespace(name="tiny", path="sweeps/tiny.py", trials=[], module=SimpleNamespace())
+    assert write_report(sweep, [record(0, [0.5])], tmp_path).startswith("# tiny\n\nTest Recall@1")
 
 
 # Last-epoch test R@1 (fractions) per (loss, guidance), seeds 0, 1, 2; map_at_r is half of it.

@@ -195,6 +195,24 @@ def paired_table(paired: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def headline(frame: pd.DataFrame, most: int = 8) -> str:
+    """One line with each setup's last-epoch test Recall@1 (mean +- std over its finished seeds): the words a
+    reader sees first (MLflow's run page shows only the top of a description without a click)."""
+    if "last/test/recall_at_1" not in frame:
+        return ""
+    setup = [c for c in frame.columns if c.startswith("cfg.") and c != SEED]
+    groups = list(frame.groupby(setup, sort=False, dropna=False)) if setup else [((), frame)]
+    parts = []
+    for key, group in groups[:most]:
+        key = key if isinstance(key, tuple) else (key,)
+        ok = group[group["status"] == TERMINATED]
+        value = _mean_std(ok["last/test/recall_at_1"]) or "no finished seed"
+        name = ", ".join(str(k) for k in key) or "all"
+        parts.append(f"**{name}** {value} ({len(ok)} seed{'s' if len(ok) != 1 else ''})")
+    more = f"; {len(groups) - most} more setups in the table" if len(groups) > most else ""
+    return "Test Recall@1, last epoch, mean +- std over seeds: " + "; ".join(parts) + more + "."
+
+
 def write_report(sweep, records: list[TrialRecord], out_dir: Path, load=None) -> str:
     """table.md, trials.parquet and the plots in ``out_dir``; with ``load`` (a trial's test embeddings, see
     ``runner.language_effect``) also what language changed per guided trial. Returns table.md's text."""
@@ -203,14 +221,17 @@ def write_report(sweep, records: list[TrialRecord], out_dir: Path, load=None) ->
     frame = trial_rows(sorted(records, key=lambda r: order.get(r.name, len(order))))
     frame.to_parquet(out_dir / "trials.parquet", index=False)
     table = summary_table(frame, paper_results())
+    # the key numbers first (MLflow's run page shows the top of the description without a click), then the
+    # table, then how to read it
+    top = headline(frame)
     text = (
-        f"# {sweep.name}\n\nSweep file: `{Path(sweep.path).name}`; {len(frame)} trials. Metrics in percent "
-        "(like the paper), mean +- std over seeds. Protocols: last = last epoch; best_test_epoch = per metric the best "
-        "epoch on the TEST split (the paper's release protocol, optimistic); val_selected = test metrics at the "
-        "epoch with the best validation recall_at_1 (only with data.val_classes).\n\n"
-        + (f"{sweep.module.PROTOCOL}\n\n" if getattr(sweep.module, "PROTOCOL", "") else "")
-        + table
-        + "\n"
+        f"# {sweep.name}\n\n"
+        + (f"{top}\n\n" if top else "")
+        + f"{table}\n\nSweep file: `{Path(sweep.path).name}`; {len(frame)} trials. Metrics in "
+        "percent (like the paper), mean +- std over seeds. Protocols: last = last epoch; best_test_epoch = per metric "
+        "the best epoch on the TEST split (the paper's release protocol, optimistic); val_selected = test metrics at "
+        "the epoch with the best validation recall_at_1 (only with data.val_classes).\n"
+        + (f"\n{sweep.module.PROTOCOL}\n" if getattr(sweep.module, "PROTOCOL", "") else "")
     )
     paired = paired_table(paired_differences(frame))
     if paired:

@@ -116,15 +116,17 @@ def artifact_location(tracking_uri: str, sweep: str) -> str | None:
 
 
 def record_report(tracking_uri: str, run_id: str, sweep, report_dir: Path, text: str) -> bool:
-    """Make a sweep's parent run its readable record: the report as the run's description (rendered in the
-    UI), the report folder's files (table.md, plots, trials.parquet) and the sweep file as artifacts, and the
+    """Make a sweep's parent run its readable record: the report, then the sweep file's docstring, as the run's
+    description (rendered in the UI), the report folder's files (table.md, plots, trials.parquet) and the sweep file as artifacts, and the
     settings every trial shares as params. Warns and returns False when MLflow cannot be reached."""
     from mlflow.entities import Param
 
     c = client(tracking_uri)
     shared = _shared_config(sweep.trials)
     doc = (getattr(sweep.module, "__doc__", None) or "").strip()
-    description = (f"{doc}\n\n" if doc else "") + text
+    # the table first: the UI shows the top of the description without a click; the sweep's docstring after it
+    text = text.removeprefix(f"# {sweep.name}\n\n")  # the run page's title is the sweep's name already
+    description = text + (f"\n\n## The sweep file ({Path(sweep.path).name})\n\n{doc}" if doc else "")
     if len(description) > DESCRIPTION_LIMIT:
         description = (
             description[: DESCRIPTION_LIMIT - 80] + "\n\n... (cut here: the whole report is report/table.md)"
@@ -399,11 +401,17 @@ class TrialRun:
 
     def log_summary(self, summary: dict[str, float]) -> None:
         """A finished trial's protocol summary (``best_test_epoch/test/recall_at_1``, ``.../epoch``, ...), at
-        the step of its last epoch."""
+        the step of its last epoch; how the metrics were computed (``.../test/knn_k``) stays in the tags."""
         from mlflow.entities import Metric
 
+        from langdml_core.evaluate.options import is_provenance
+
         step, now = int(summary.get("last/epoch", 0)), int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, step) for k, v in summary.items() if math.isfinite(float(v))]
+        metrics = [
+            Metric(k, float(v), now, step)
+            for k, v in summary.items()
+            if math.isfinite(float(v)) and not is_provenance(k)
+        ]
         self._call(lambda: self.client.log_batch(self.run_id, metrics=metrics))
 
     def end(self, status: str = "FINISHED") -> bool:

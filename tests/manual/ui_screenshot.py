@@ -9,8 +9,9 @@ downloaded at run time):
 
 It starts `langdml ui` on a free loopback port for the MLflow database under --results, opens the sweep's
 experiment page, waits until every trial run's name is on the page, saves results/<sweep>/mlflow_ui.png and
-prints the run names it saw; then opens the sweep's parent run, waits for its description (the results
-table) and saves results/<sweep>/mlflow_parent_run.png. Exit status 1 when a trial run is missing from the
+prints the run names it saw; then opens the sweep's parent run, waits for its description (its first line:
+each setup's test Recall@1) and saves results/<sweep>/mlflow_parent_run.png, then the whole description (the
+report) as mlflow_parent_run_report.png. Exit status 1 when a trial run is missing from the
 experiment page or the table is missing from the parent run's page.
 """
 
@@ -105,23 +106,19 @@ def main() -> int:
             close = page.get_by_role("button", name="Close")  # the assistant side panel
             if close.count():
                 close.first.click()
-            # Child runs are nested under the sweep's parent run: its expand button sits left of its name.
-            box = page.get_by_text(args.sweep, exact=True).last.bounding_box()
-            expanders = [
-                b
-                for b in page.locator("button:not([aria-label])").all()
-                if (bb := b.bounding_box())
-                and abs(bb["y"] + bb["height"] / 2 - box["y"] - box["height"] / 2) < 8
-            ]
-            if expanders:
-                expanders[0].click()
-            page.wait_for_timeout(2000)
+            # Child runs are nested under the sweep's parent run: the button in its run-name cell expands them
+            cell = page.locator("[role=gridcell]", has=page.locator("a", has_text=args.sweep)).first
+            expander = cell.locator("button").first
+            if expander.count():
+                expander.click()
+                page.get_by_text(names[-1], exact=True).first.wait_for(timeout=30_000)
+            page.wait_for_timeout(1500)
             seen = [n for n in names if page.get_by_text(n, exact=True).count()]
             page.screenshot(path=str(out), full_page=True)
             table_seen = False
             if parent_id:
                 page.goto(f"{base}/#/experiments/{experiment_id}/runs/{parent_id}", wait_until="load")
-                header = page.get_by_text("Recall@1", exact=False).first  # the description's table
+                header = page.get_by_text("Test Recall@1", exact=False).first  # the description's headline
                 try:
                     header.wait_for(timeout=60_000)
                     table_seen = True
@@ -129,6 +126,11 @@ def main() -> int:
                     pass
                 page.wait_for_timeout(2000)
                 page.screenshot(path=str(out.with_name("mlflow_parent_run.png")), full_page=True)
+                more = page.get_by_text("Show more", exact=True)  # the whole description: the full report
+                if more.count():
+                    more.first.click()
+                    page.wait_for_timeout(1500)
+                    page.screenshot(path=str(out.with_name("mlflow_parent_run_report.png")), full_page=True)
             browser.close()
         print(f"experiment {args.sweep} (id {experiment_id}) at {base}: {len(names)} runs")
         for name in names:
