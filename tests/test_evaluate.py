@@ -208,6 +208,18 @@ def test_knn_indices_match_a_full_stable_ranking(seed, engine):
         assert knn(tensors(emb, [], engine)[0], k, chunk_size=9, engine=engine).tolist() == expected
 
 
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_knn_of_some_queries_is_their_rows_of_the_full_search(engine):
+    emb, _ = tie_heavy(2, n=50)
+    data = tensors(emb, [], engine)[0]
+    full = knn(data, 7, chunk_size=9, engine=engine)
+    queries = [49, 0, 13, 13, 30]  # any order, repeats allowed
+    assert knn(data, 7, chunk_size=2, queries=queries, engine=engine).tolist() == full[queries].tolist()
+    assert knn(data, 7, queries=[], engine=engine).shape == (0, 7)
+    with pytest.raises(ValueError, match=r"queries must be row indices in \[0, 50\)"):
+        knn(data, 7, queries=[50])
+
+
 def test_negative_zero_ties_with_positive_zero():
     emb, _ = tensors([[1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [0.0, 1.0]], [])
     # query 0: items 1, 2, 3 all have similarity 0 (one of them -0.0 * ...): order by index

@@ -21,8 +21,9 @@ from test_sweeps import TINY, finished_and_running, mlflow_runs, ray_temp, run_s
 
 from langdml_core.runner.records import TrialRecord
 from langdml_core.runner.sweep_file import load_sweep
-from langdml_core.runner.tracking import TrialRun, parent_run, sync_records
+from langdml_core.runner.tracking import parent_run, sync_records
 from langdml_core.runner.tracking_store import redact
+from langdml_core.runner.trial_run import TrialRun
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ def test_nearest_hits_give_the_evaluators_recall_at_1_ties_included():
     embeddings = unit(rng.normal(size=(300, 8)))
     embeddings[10] = embeddings[20]  # exact duplicates: ties go to the lower index, as in the evaluator
     embeddings[30] = embeddings[40] = embeddings[50]
-    hits = effect.nearest_hits(embeddings, labels, chunk=64)  # several chunks
+    hits = effect.nearest_hits(embeddings, labels)
     expected = retrieval_metrics(torch.from_numpy(embeddings), torch.from_numpy(labels), ks=[1])[
         "recall_at_1"
     ]

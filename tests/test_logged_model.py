@@ -15,7 +15,8 @@ from langdml_core.runner.logged_model import (
     load_embedding_model,
     log_embedding_model,
 )
-from langdml_core.runner.tracking import TrialRun, parent_run
+from langdml_core.runner.tracking import parent_run
+from langdml_core.runner.trial_run import TrialRun
 
 
 def test_the_logged_network_loads_back_and_embeds_an_image_as_the_trial_did(tmp_path, monkeypatch):

@@ -6,7 +6,8 @@ import pytest
 
 from langdml_core.runner.records import ERROR_TAG, PLACEMENT_TAGS, TrialRecord, trial_tags, varied_from_tags
 from langdml_core.runner.report import summary_table, trial_rows
-from langdml_core.runner.tracking import TrialRun, parent_run, records_from_mlflow
+from langdml_core.runner.tracking import parent_run, records_from_mlflow
+from langdml_core.runner.trial_run import TrialRun
 
 
 def curve(*values):
@@ -111,7 +112,9 @@ def test_the_parent_run_carries_the_report_the_shared_settings_and_the_sweep_fil
     client = mlflow.MlflowClient(uri)
     run = client.get_run(run_id)
     note = run.data.tags["mlflow.note.content"]
-    assert note.startswith("again\n\n## The sweep file (tiny_sweep.py)\n\nA tiny sweep for the sweep-service tests")
+    assert note.startswith(
+        "again\n\n## The sweep file (tiny_sweep.py)\n\nA tiny sweep for the sweep-service tests"
+    )
     assert run.data.params["sweep.trials"] == "4" and run.data.params["sweep.varied"] == "loss.name,run.seed"
     assert run.data.params["optim.batch_size"] == "16" and "loss.name" not in run.data.params
     listed = {a.path for folder in ("report", "sweep") for a in client.list_artifacts(run_id, folder)}
@@ -193,7 +196,13 @@ def test_the_protocol_summary_logs_metrics_and_leaves_the_bookkeeping_to_tags(tm
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run = TrialRun(uri, *parent_run(uri, "tiny"), "seed=0", tags=trial_tags("tiny", {"run.seed": 0}))
     history = [
-        {"epoch": e, "test/recall_at_1": r, "test/knn_k": 1000, "test/nmi_seed": 0, "test/excluded_queries": 0}
+        {
+            "epoch": e,
+            "test/recall_at_1": r,
+            "test/knn_k": 1000,
+            "test/nmi_seed": 0,
+            "test/excluded_queries": 0,
+        }
         for e, r in [(1, 0.5), (2, 0.7), (3, 0.6)]
     ]
     for row in history:

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from langdml_core.runner.cli import alive, descendants, main, port_free
+from langdml_core.runner.cli import main
+from langdml_core.runner.ui import alive, descendants, port_free
 
 
 def test_a_busy_port_is_refused_in_one_sentence_and_an_open_host_is_warned_about(tmp_path, capsys):

@@ -2,9 +2,10 @@
 
 On clustered random embeddings of a given size (every class has at least two members), in one process:
 
-- langdml's :func:`~langdml_core.evaluate.retrieval_metrics` with its defaults (Recall@1/2/4/8,
-  R-precision, MAP@R, mAP@1000 with k = 1000, NMI), seeded like faiss's default (1234) so that its faiss
-  k-means is the one pytorch-metric-learning runs;
+- langdml's :func:`~langdml_core.evaluate.retrieval_metrics` as a trial runs it, with its defaults
+  (Recall@1/2/4/8, R-precision, MAP@R, mAP@1000 with k = 1000, NMI by its torch k-means): the headline time;
+- langdml's NMI through faiss k-means seeded like faiss's default (1234), i.e. the k-means
+  pytorch-metric-learning runs, so that the NMI values can be compared (timed beside, not in the headline);
 - pytorch-metric-learning's ``AccuracyCalculator`` on the same metrics it has (precision_at_1,
   r_precision, mean_average_precision_at_r, NMI) with ``k="max_bin_count"`` (never its default k=None,
   which needs an N x N result: tens of GB at SOP size); the query is excluded the same way (reference =
@@ -49,8 +50,9 @@ SHARED = {
     "nmi": ("NMI", 1e-6),
 }
 FAISS_SEED = 1234  # faiss.Kmeans's default seed, which AccuracyCalculator's FaissKMeans uses
-TARGET_RATIO = 1.3
-TARGET_MEMORY_GIB = 4.0
+TARGET_VS_PML = 0.25  # issue 14: at SOP size, at most a quarter of AccuracyCalculator's time ...
+TARGET_MEMORY_GIB = 2.0  # ... under 2 GiB peak
+TARGET_RATIO = 1.3  # the kNN pass and a k-means iteration against their matrix-product floors
 
 
 def make_embeddings(n: int, dim: int, classes: int, seed: int = 0, spread: float = 2.2):
@@ -84,19 +86,16 @@ def _faiss():
 
 
 def _langdml(emb: np.ndarray, labels: np.ndarray) -> tuple[float, dict, dict]:
-    """langdml's metrics with the faiss k-means NMI (the one AccuracyCalculator runs, same seed, so the NMI
-    can be compared); the default torch k-means path is timed by ``_torch_nmi``."""
+    """langdml's metrics as a trial computes them (every default: the torch k-means NMI)."""
     timings: dict[str, float] = {}
-    seconds, metrics = timed(
-        lambda: retrieval_metrics(emb, labels, nmi_seed=FAISS_SEED, nmi_backend="faiss", timings=timings)
-    )
+    seconds, metrics = timed(lambda: retrieval_metrics(emb, labels, timings=timings))
     return seconds, metrics, timings
 
 
-def _torch_nmi(emb: np.ndarray, labels: np.ndarray) -> tuple[float, float, int]:
-    """langdml's NMI through its torch k-means path (numpy BLAS on CPU), for comparison with faiss's."""
+def _faiss_nmi(emb: np.ndarray, labels: np.ndarray) -> tuple[float, float, int]:
+    """langdml's NMI through faiss k-means seeded as AccuracyCalculator's: the NMI to compare with its."""
     seconds, (value, iterations) = timed(
-        lambda: nmi_with_iterations(emb, labels, nmi_backend="torch", nmi_seed=FAISS_SEED)
+        lambda: nmi_with_iterations(emb, labels, nmi_backend="faiss", nmi_seed=FAISS_SEED)
     )
     return seconds, value, iterations
 
@@ -268,7 +267,7 @@ def bench_eval(
         store.setdefault(key, []).append(value)
 
     ours = theirs = {}
-    torch_nmi, torch_iterations = float("nan"), 0
+    faiss_nmi, faiss_iterations = float("nan"), 0
     for r in range(repeats):
         order = ("langdml", "pml") if r % 2 == 0 else ("pml", "langdml")
         for who in order:
@@ -281,8 +280,8 @@ def bench_eval(
                 seconds, theirs = _pml(emb, labels)
                 record(runs, "pml", seconds)
             log(f"  repeat {r + 1}/{repeats}: {who} {seconds:.1f} s")
-        torch_nmi_s, torch_nmi, torch_iterations = _torch_nmi(emb, labels)
-        record(runs, "langdml_nmi_torch", torch_nmi_s)
+        faiss_nmi_s, faiss_nmi, faiss_iterations = _faiss_nmi(emb, labels)
+        record(runs, "langdml_nmi_faiss", faiss_nmi_s)
         floors = _floors(emb_t, step)
         for key, value in floors.items():
             record(runs, f"floor_{key}", value)
@@ -292,6 +291,7 @@ def bench_eval(
         best_floor = min(floors["blas_threads"], floors["blas_workers"])
         best_kfloor = min(kmeans["floor_blas_threads"], kmeans["floor_blas_workers"])
         record(ratios, "langdml_over_pml", runs["langdml"][-1] / runs["pml"][-1])
+        record(ratios, "torch_mm_floor_over_pml", floors["torch_mm"] / runs["pml"][-1])
         record(ratios, "knn_over_floor", runs["langdml_knn"][-1] / best_floor)
         record(ratios, "knn_over_torch_floor", runs["langdml_knn"][-1] / floors["torch_mm"])
         record(ratios, "kmeans_iteration_over_floor", kmeans["torch_iteration"] / best_kfloor)
@@ -304,7 +304,8 @@ def bench_eval(
 
     agreement = {}
     for key, (their_key, tolerance) in SHARED.items():
-        diff = abs(float(ours[key]) - float(theirs[their_key]))
+        value = faiss_nmi if key == "nmi" else ours[key]  # NMI: the same k-means (faiss, same seed) as theirs
+        diff = abs(float(value) - float(theirs[their_key]))
         agreement[key] = {
             "pml_key": their_key,
             "abs_diff": diff,
@@ -316,7 +317,7 @@ def bench_eval(
     seconds = {key: summary(values) for key, values in runs.items()}
     ratio_summary = {key: summary(values) for key, values in ratios.items()}
     targets = {
-        "a_langdml_vs_pml": {"value": ratio_summary["langdml_over_pml"]["median"], "limit": 1.0},
+        "a_langdml_vs_pml": {"value": ratio_summary["langdml_over_pml"]["median"], "limit": TARGET_VS_PML},
         "b_knn_vs_floor": {"value": ratio_summary["knn_over_floor"]["median"], "limit": TARGET_RATIO},
         "c_kmeans_iteration_vs_floor": {
             "value": ratio_summary["kmeans_iteration_over_floor"]["median"],
@@ -343,7 +344,7 @@ def bench_eval(
         "metrics": {
             "langdml": dict(ours),
             "pml": {k: float(v) for k, v in theirs.items()},
-            "langdml_torch_kmeans": {"nmi": torch_nmi, "nmi_iterations_run": torch_iterations},
+            "langdml_faiss_kmeans": {"nmi": faiss_nmi, "nmi_iterations_run": faiss_iterations},
         },
         "agreement": agreement,
         "memory": mem,
@@ -364,10 +365,7 @@ def format_report(result: dict[str, Any]) -> str:
         return f"{v['median']:8.3f}    [{v['min']:.3f}, {v['max']:.3f}]"
 
     m = result["metrics"]["langdml"]
-    t = {
-        "iterations": result["metrics"]["langdml_torch_kmeans"]["nmi_iterations_run"],
-        "nmi": result["metrics"]["langdml_torch_kmeans"]["nmi"],
-    }
+    f = result["metrics"]["langdml_faiss_kmeans"]
 
     def row(label, value):
         return f"  {label:<70s}{value}"
@@ -384,11 +382,15 @@ def format_report(result: dict[str, Any]) -> str:
             sec("langdml_nmi"),
         ),
         row(
-            f"  [NMI via the torch k-means path: {t['iterations']} it. run, NMI {t['nmi']:.4f}]",
-            sec("langdml_nmi_torch"),
+            f"[faiss k-means NMI as pml's, seed {FAISS_SEED}: {f['nmi_iterations_run']} it., {f['nmi']:.4f}]",
+            sec("langdml_nmi_faiss"),
         ),
         row("pml AccuracyCalculator (P@1, R-prec, MAP@R, NMI; k=max_bin_count)", sec("pml")),
         row("langdml / AccuracyCalculator", rat("langdml_over_pml")),
+        row(
+            "  the float32 similarity product alone (torch.mm floor) / AccuracyCalculator",
+            rat("torch_mm_floor_over_pml"),
+        ),
         f"  similarity matmul floor, {cfg['chunk_rows']} query rows per chunk:",
         row(f"  numpy BLAS, {cfg['threads']} threads", sec("floor_blas_threads")),
         row(
@@ -419,7 +421,8 @@ def format_report(result: dict[str, Any]) -> str:
         )
     lines.append("  agreement with AccuracyCalculator (last repeat):")
     for key, a in result["agreement"].items():
-        ours, theirs = result["metrics"]["langdml"][key], result["metrics"]["pml"][a["pml_key"]]
+        ours = f["nmi"] if key == "nmi" else result["metrics"]["langdml"][key]
+        theirs = result["metrics"]["pml"][a["pml_key"]]
         lines.append(
             f"      {key:12s} {ours:.6f} vs {a['pml_key']:28s} {theirs:.6f}  |diff| {a['abs_diff']:.2e} "
             f"(<= {a['tolerance']:g}: {'ok' if a['ok'] else 'DISAGREE'})"

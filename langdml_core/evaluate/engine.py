@@ -195,17 +195,33 @@ def knn_metrics_faiss(
 
 @torch.no_grad()
 def knn(
-    embeddings, k: int, chunk_size: int | None = None, *, gemm: str = "auto", engine: str | None = None
+    embeddings,
+    k: int,
+    chunk_size: int | None = None,
+    *,
+    queries=None,
+    gemm: str = "auto",
+    engine: str | None = None,
 ) -> torch.Tensor:
-    """Indices (N, k) of each row's k most similar rows (dot product), itself excluded by index, ties
-    broken by lower index; k is capped by N - 1. Exact; memory bounded by the chunk size."""
+    """Indices (Q, k) of the k most similar rows (dot product) of each query row, the query itself excluded
+    by index, ties broken by lower index; k is capped by N - 1. ``queries``: the row indices to search for
+    (default: every row, Q = N). Exact; memory bounded by the chunk size."""
     emb, _ = as_inputs(embeddings, None, None)
     n = emb.shape[0]
     k = min(int(k), n - 1)
     cols = Columns(n, k, emb.device)
+    rows = torch.arange(n) if queries is None else torch.as_tensor(queries, dtype=torch.int64).reshape(-1)
+    if rows.numel() and not 0 <= int(rows.min()) <= int(rows.max()) < n:
+        raise ValueError(f"queries must be row indices in [0, {n}), got {rows.min()}..{rows.max()}")
+    own_column = cols.inv.cpu()[rows]
 
     def chunk(start, stop, sims, mask):
-        mask_queries(start, stop, sims, cols)
+        if torch.is_tensor(sims):  # the query itself is excluded BY INDEX
+            sims[
+                torch.arange(stop - start, device=sims.device), own_column[start:stop].to(sims.device)
+            ] = -torch.inf
+        else:
+            sims[np.arange(stop - start), own_column[start:stop].numpy()] = -np.inf
         if torch.is_tensor(sims):
             values, items, _ = candidates_torch(sims, cols)
             keys = torch.where(
@@ -218,5 +234,10 @@ def knn(
         top = np.sort(np.partition(keys, c - k, axis=1)[:, c - k :], axis=1)[:, ::-1]
         return torch.from_numpy(LOW32 - (top & LOW32))  # unique keys: the order is exact
 
+    if rows.numel() == 0:
+        return torch.empty((0, k), dtype=torch.int64, device=emb.device)
     with blas_threads(), full_fp32():
-        return torch.cat(map_products(emb, emb[cols.perm], chunk, chunk_size, gemm, engine)).to(emb.device)
+        chunks = map_products(
+            emb[rows.to(emb.device)].contiguous(), emb[cols.perm], chunk, chunk_size, gemm, engine
+        )
+        return torch.cat(chunks).to(emb.device)

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from langdml_core.evaluate.engine import knn
+
 EXAMPLES_FILE = "retrieval_examples.jpg"
 
 
@@ -21,12 +23,9 @@ def example_queries(n_items: int, n_queries: int = 6) -> list[int]:
 
 
 def nearest_neighbours(embeddings: torch.Tensor, queries: list[int], k: int) -> list[list[int]]:
-    """The ``k`` nearest other items of each query (dot product, the query excluded, ties to the lower index)."""
-    sims = embeddings[queries] @ embeddings.T
-    sims[torch.arange(len(queries)), torch.tensor(queries)] = -torch.inf
-    # a stable descending sort: equal similarities keep index order
-    order = torch.sort(sims, dim=1, descending=True, stable=True).indices
-    return order[:, :k].tolist()
+    """The ``k`` nearest other items of each query: :func:`~langdml_core.evaluate.engine.knn` (dot product,
+    the query excluded by index, ties to the lower index), the evaluator's own neighbours."""
+    return knn(embeddings, k, queries=queries).tolist()
 
 
 def write_retrieval_examples(

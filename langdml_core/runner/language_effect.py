@@ -56,15 +56,13 @@ def twin_pairs(records: list[TrialRecord]) -> list[tuple[TrialRecord, TrialRecor
     ]
 
 
-def nearest_hits(embeddings: np.ndarray, labels: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """Per query: is its nearest other item (exact, ties to the lower index) of its class? (N,) bool."""
-    hits = np.empty(len(labels), dtype=bool)
-    for start in range(0, len(labels), chunk):
-        sims = embeddings[start : start + chunk] @ embeddings.T
-        rows = np.arange(sims.shape[0])
-        sims[rows, start + rows] = -np.inf
-        hits[start : start + chunk] = labels[sims.argmax(axis=1)] == labels[start : start + chunk]
-    return hits
+def nearest_hits(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per query: is its nearest other item of its class? (N,) bool; the evaluator's exact neighbour
+    (:func:`langdml_core.evaluate.knn`: the query excluded by index, ties to the lower index)."""
+    from langdml_core.evaluate import knn
+
+    nearest = knn(np.ascontiguousarray(embeddings, dtype=np.float32), 1)[:, 0].numpy()
+    return labels[nearest] == labels
 
 
 def bootstrap_interval(diff: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:

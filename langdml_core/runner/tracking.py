@@ -1,28 +1,24 @@
 """MLflow run lifecycle, owned by langdml (not by Ray's MLflow callback).
 
-One experiment per sweep, one parent run per sweep (reused on resume), one child run per trial. A trial's
-run is looked up by (parent run, trial name) before one is created, and its id is kept in the trial's
-checkpoint, so a retried or resumed trial continues the same run. Runs end FINISHED or FAILED.
-Only real metrics are logged, with step = epoch; names are the evaluator's (``test/recall_at_1``).
+One experiment per sweep, one parent run per sweep (found by the ids kept in the sweep's state), one child
+run per trial (:class:`~langdml_core.runner.trial_run.TrialRun`, its id kept in the trial's checkpoint, so a
+retried or resumed trial continues the same run). Runs end FINISHED or FAILED. This module: the experiment
+and parent run, the report on the parent run, closing runs, the backfill from Tune's files, and reading a
+sweep's trial records back from MLflow.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 from langdml_core.config import parse_value
 from langdml_core.errors import ConfigError, TrackingError
-from langdml_core.runner import system_metrics
 from langdml_core.runner.records import (
     ERROR,
     ERROR_TAG,
-    EVAL_TAG_PREFIX,
     INCOMPLETE,
     ROLE_TAG,
     SWEEP_FILE_TAG,
@@ -34,20 +30,14 @@ from langdml_core.runner.records import (
     varied_from_tags,
 )
 from langdml_core.runner.tracking_store import check_tracking, client, redact
+from langdml_core.runner.trial_run import PARENT_TAG, TrialRun, param_value, tracking_errors
 
 log = logging.getLogger(__name__)
-PARENT_TAG = "mlflow.parentRunId"
 NOTE_TAG = "mlflow.note.content"
 """A run's description, rendered as markdown in the MLflow UI."""
 DESCRIPTION_LIMIT = 8000
 """MLflow's longest tag value."""
 ARTIFACTS_DIR = "mlartifacts"
-
-
-def _tracking_errors() -> tuple[type[BaseException], ...]:
-    from mlflow.exceptions import MlflowException
-
-    return (MlflowException, OSError, TrackingError)
 
 
 def parent_run(
@@ -134,7 +124,7 @@ def record_report(tracking_uri: str, run_id: str, sweep, report_dir: Path, text:
     try:
         check_tracking(tracking_uri)  # one request, not MLflow's minutes of retries, when the server is gone
         c.set_tag(run_id, NOTE_TAG, description)
-        params = [Param(k, _param_value(v)) for k, v in sorted(shared.items())]
+        params = [Param(k, param_value(v)) for k, v in sorted(shared.items())]
         params += [
             Param("sweep.trials", str(len(sweep.trials))),
             Param("sweep.varied", ",".join(_varied_keys(sweep))),
@@ -148,7 +138,7 @@ def record_report(tracking_uri: str, run_id: str, sweep, report_dir: Path, text:
                 c.log_artifact(run_id, str(path), artifact_path="report")
         c.log_artifact(run_id, str(sweep.path), artifact_path="sweep")
     except Exception as exc:
-        if not isinstance(exc, _tracking_errors()):
+        if not isinstance(exc, tracking_errors()):
             raise
         log.warning(
             "MLflow at %s did not take the sweep's report (%s); the parent run has none yet (rerun `langdml report`).",
@@ -180,7 +170,7 @@ def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> bool:
         check_tracking(tracking_uri)  # one request, not MLflow's minutes of retries, when the server is gone
         client(tracking_uri).set_terminated(run_id, status=status)
     except Exception as exc:
-        if not isinstance(exc, _tracking_errors()):
+        if not isinstance(exc, tracking_errors()):
             raise
         log.warning(
             "MLflow at %s is unreachable (%s); run %s stays open until `langdml report SWEEP --sync-mlflow`.",
@@ -211,7 +201,7 @@ def close_open_trial_runs(tracking_uri: str, parent_run_id: str, records: list[T
             filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status != 'FINISHED'",
             max_results=50000,
         )  # (MLflow compares a status with one value only)
-    except _tracking_errors() as exc:
+    except tracking_errors() as exc:
         log.warning("MLflow at %s is unreachable (%s); open trial runs stay open.", redact(tracking_uri), exc)
         return 0
     ended = 0
@@ -222,206 +212,6 @@ def close_open_trial_runs(tracking_uri: str, parent_run_id: str, records: list[T
         ):
             ended += end_run(tracking_uri, run.info.run_id, status)
     return ended
-
-
-class TrialRun:
-    """The MLflow run of one trial: found or created once, then metrics per epoch, then ended.
-
-    Tracking never stops training: when the server cannot be reached, the call is skipped with a warning,
-    the epoch rows are kept and sent at the next successful call (each step once), and a run that could not
-    be ended is closed later by ``langdml report SWEEP --sync-mlflow`` from Tune's result files.
-    """
-
-    def __init__(
-        self,
-        tracking_uri: str,
-        experiment_id: str,
-        parent_run_id: str,
-        trial_name: str,
-        run_id: str | None = None,
-        tags: dict[str, str] | None = None,
-        system_metrics: bool = False,
-    ):
-        self.uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
-        self._system_metrics, self._monitor = system_metrics, None  # runner.system_metrics, while training
-        self.trial_name, self.run_id, self.tags = trial_name, run_id, dict(tags or {})
-        self.client = client(tracking_uri)
-        self._logged_steps: set[int] = set()
-        self._pending: list[dict[str, Any]] = []
-        self._params: dict[str, Any] = {}
-        self._connected = False
-        self._warned = False
-        self._connect()
-
-    # ---- connection ----
-    def _connect(self) -> bool:
-        if self._connected:
-            return True
-        try:
-            self.run_id = self.run_id or self._find()
-            if self.run_id is None:
-                run = self.client.create_run(
-                    self.experiment_id,
-                    run_name=self.trial_name,
-                    tags={PARENT_TAG: self.parent_run_id, TRIAL_TAG: self.trial_name, **self.tags},
-                )
-                self.run_id = run.info.run_id
-            else:
-                self.client.update_run(self.run_id, status="RUNNING")
-            self._logged_steps = {int(m.step) for m in self.client.get_metric_history(self.run_id, "epoch")}
-            self._connected = True
-            if self._system_metrics and self._monitor is None:
-                self._monitor = system_metrics.start(self.run_id, self.uri)
-            if self._params:
-                self._log_params()
-        except Exception as exc:
-            if not isinstance(exc, _tracking_errors()):
-                raise
-            self._lost(exc)
-        return self._connected
-
-    def _lost(self, exc: BaseException) -> None:
-        self._connected = False
-        if not self._warned:  # once per outage
-            log.warning(
-                "MLflow at %s is unreachable (%s); training continues, metrics stay in Tune's result files "
-                "and are sent when it answers again (or run `langdml report SWEEP --sync-mlflow`).",
-                redact(self.uri),
-                str(exc).splitlines()[0][:300],
-            )
-            self._warned = True
-
-    def _call(self, fn, *args, **kwargs) -> bool:
-        if not self._connect():
-            return False
-        try:
-            fn(*args, **kwargs)
-        except Exception as exc:
-            if not isinstance(exc, _tracking_errors()):
-                raise
-            self._lost(exc)
-            return False
-        self._warned = False
-        return True
-
-    def _find(self) -> str | None:
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' "
-            f"and tags.`{TRIAL_TAG}` = '{_quote(self.trial_name)}'",
-            max_results=1,
-            order_by=["attributes.start_time ASC"],
-        )
-        return runs[0].info.run_id if runs else None
-
-    # ---- logging ----
-    def log_params(self, params: dict[str, Any]) -> None:
-        self._params = dict(params)
-        self._call(self._log_params)
-
-    def _log_params(self) -> None:
-        from mlflow.entities import Param
-
-        from langdml_core.rundir import RESUMABLE  # keys a resumed run may change (threads, out_dir, ...)
-
-        existing = self.client.get_run(self.run_id).data.params
-        changed = [
-            k
-            for k, v in self._params.items()
-            if k in existing and existing[k] != _param_value(v) and k not in RESUMABLE
-        ]
-        if changed:
-            k = changed[0]
-            raise ConfigError(
-                f"MLflow run {self.run_id} ({self.trial_name}) was logged with {k}={existing[k]}, but this trial "
-                f"has {k}={_param_value(self._params[k])}; it is another experiment: start it with another "
-                "--storage (a new sweep state gets new MLflow runs)."
-            )
-        new = [Param(k, _param_value(v)) for k, v in self._params.items() if k not in existing]
-        for start in range(0, len(new), 100):
-            self.client.log_batch(self.run_id, params=new[start : start + 100])
-
-    def log_epoch(self, row: dict[str, Any]) -> None:
-        """Metrics of one epoch at step = epoch, once: a replayed epoch after a resume is not logged twice;
-        rows that could not be sent are sent with the next one."""
-        self._pending.append(dict(row))
-        self._call(self._flush)
-
-    def _flush(self) -> None:
-        from mlflow.entities import Metric, RunTag
-
-        from langdml_core.evaluate.options import is_provenance
-
-        while self._pending:
-            row = self._pending[0]
-            step = int(row["epoch"])
-            if step not in self._logged_steps:
-                now = int(time.time() * 1000)
-                metrics = [
-                    Metric(k, float(v), now, step)
-                    for k, v in row.items()
-                    if isinstance(v, (int, float))
-                    and not isinstance(v, bool)
-                    and math.isfinite(float(v))
-                    and not is_provenance(k)
-                ]
-                # how the metrics were computed (knn_k, nmi_seed, ...): tags of the last evaluated epoch
-                tags = [RunTag(f"{EVAL_TAG_PREFIX}{k}", str(v)) for k, v in row.items() if is_provenance(k)]
-                self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
-                self._logged_steps.add(step)
-            self._pending.pop(0)
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        self.tags.update(tags)
-        self._call(lambda: [self.client.set_tag(self.run_id, k, v) for k, v in tags.items()])
-
-    def log_artifact(self, path: str | Path) -> None:
-        if Path(path).exists():
-            self._call(lambda: self.client.log_artifact(self.run_id, str(path)))
-
-    def log_datasets(self, record: dict[str, Any]) -> None:
-        """Each split of ``dataset.json`` (``train.write_dataset_record``) as an MLflow dataset input, its
-        context tag the split: the UI's Dataset column and the run's Inputs show what the trial used."""
-        from mlflow.entities import Dataset, DatasetInput, InputTag
-
-        inputs = [
-            DatasetInput(
-                Dataset(
-                    name=f"{record['name']}-{split}",
-                    digest=info["digest"][:16],
-                    source_type="local" if record["source"] != "generated" else "code",
-                    source=json.dumps({"uri": record["source"]}),
-                    profile=json.dumps({"num_images": info["images"], "num_classes": info["classes"]}),
-                ),
-                tags=[InputTag("mlflow.data.context", split)],
-            )
-            for split, info in record["splits"].items()
-        ]
-        self._call(lambda: self.client.log_inputs(self.run_id, datasets=inputs))
-
-    def log_summary(self, summary: dict[str, float]) -> None:
-        """A finished trial's protocol summary (``best_test_epoch/test/recall_at_1``, ``.../epoch``, ...), at
-        the step of its last epoch; how the metrics were computed (``.../test/knn_k``) stays in the tags."""
-        from mlflow.entities import Metric
-
-        from langdml_core.evaluate.options import is_provenance
-
-        step, now = int(summary.get("last/epoch", 0)), int(time.time() * 1000)
-        metrics = [
-            Metric(k, float(v), now, step)
-            for k, v in summary.items()
-            if math.isfinite(float(v)) and not is_provenance(k)
-        ]
-        self._call(lambda: self.client.log_batch(self.run_id, metrics=metrics))
-
-    def end(self, status: str = "FINISHED") -> bool:
-        """Send what is pending and end the run; False when the server could not be reached."""
-        if self._monitor is not None:
-            self._monitor.finish()
-            self._monitor = None
-        return self._call(self._flush) and self._call(
-            lambda: self.client.set_terminated(self.run_id, status=status)
-        )
 
 
 SUMMARY_PREFIXES = ("last/", "best_test_epoch/", "val_selected/")
@@ -463,15 +253,6 @@ def sync_records(
 def _is_metric(key: str) -> bool:
     """A langdml metric (``test/recall_at_1``), not one of Tune's bookkeeping or config columns."""
     return "/" in key and not key.startswith("config/")
-
-
-def _param_value(value: Any) -> str:
-    text = str(value)
-    return text if len(text) <= 6000 else text[:5997] + "..."
-
-
-def _quote(text: str) -> str:
-    return text.replace("'", "\\'")
 
 
 def records_from_mlflow(tracking_uri: str, sweep: str, parent: str | None = None) -> list[TrialRecord]:

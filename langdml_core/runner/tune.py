@@ -48,8 +48,9 @@ from langdml_core.runner.state import (
     trials_table,
 )
 from langdml_core.runner.sweep_file import Sweep
-from langdml_core.runner.tracking import TrialRun, close_open_trial_runs, end_run, parent_run, record_report
+from langdml_core.runner.tracking import close_open_trial_runs, end_run, parent_run, record_report
 from langdml_core.runner.tracking_store import check_tracking
+from langdml_core.runner.trial_run import TrialRun
 
 PROVENANCE_TAGS = (GIT_COMMIT_TAG, PROVENANCE_PREFIX)
 
