@@ -245,3 +245,18 @@ def test_a_trial_run_logs_system_metrics_while_it_runs_and_a_resumed_one_continu
     quiet = TrialRun(uri, experiment_id, parent, "c")  # backfill and the like: not asked for
     quiet.end("FINISHED")
     assert not any(k.startswith("system/") for k in quiet.client.get_run(quiet.run_id).data.metrics)
+
+
+def test_source_tags_name_the_sweep_file_relative_to_the_repository(tmp_path):
+    from pathlib import Path
+
+    from langdml_core.runner.provenance import git_provenance, source_tags
+
+    root = Path(__file__).resolve().parents[1]
+    assert source_tags(root / "sweeps" / "demo.py") == {
+        "mlflow.source.name": "sweeps/demo.py",
+        "mlflow.source.type": "LOCAL",
+    }
+    outside = tmp_path / "mine.py"
+    assert source_tags(outside)["mlflow.source.name"] == str(outside.resolve())
+    assert git_provenance(tmp_path) == {}  # not a git folder: no commit claimed

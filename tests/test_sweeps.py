@@ -178,6 +178,7 @@ def test_sweep_runs_tracks_reports_and_replays_and_a_fresh_sweep_is_a_new_record
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
         assert run.data.tags["mlflow.source.git.commit"] == head.stdout.strip()
         assert run.data.tags["provenance.git_dirty"] in ("true", "false")
+        assert run.data.tags["mlflow.source.name"] == "tests/fixtures/tiny_sweep.py"  # the UI's Source column
         assert run.data.tags["provenance.torch"] == torch_version()
         # the protocol summary beside the per-epoch history, with the epoch each protocol picked
         best = max(history, key=lambda m: (m.value, -m.step))

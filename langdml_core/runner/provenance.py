@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+SOURCE_PREFIX = "mlflow.source."
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 PROVENANCE_PREFIX = "provenance."
 PACKAGES = (
@@ -40,6 +41,15 @@ def git_provenance(where: Path | None = None) -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         return {}
     return {GIT_COMMIT_TAG: commit, f"{PROVENANCE_PREFIX}git_dirty": str(bool(dirty)).lower()}
+
+
+def source_tags(sweep_path: Path | str) -> dict[str, str]:
+    """MLflow's own source tags (the UI's Source column): the sweep file, relative to the repository when it
+    lies inside it, run locally (by the driver; Ray runs the trials)."""
+    path = Path(sweep_path).resolve()
+    root = Path(__file__).resolve().parents[2]
+    name = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    return {f"{SOURCE_PREFIX}name": name, f"{SOURCE_PREFIX}type": "LOCAL"}
 
 
 def package_versions() -> dict[str, str]:

@@ -20,7 +20,13 @@ from langdml_core.config import TrialConfig
 from langdml_core.errors import ConfigError, DiskFullError, TrackingError, UserError
 from langdml_core.runner.language_effect import embeddings_loader
 from langdml_core.runner.places import Places, full_storage, resolve_places, ui_command
-from langdml_core.runner.provenance import GIT_COMMIT_TAG, PROVENANCE_PREFIX, git_provenance, package_versions
+from langdml_core.runner.provenance import (
+    PROVENANCE_PREFIX,
+    SOURCE_PREFIX,
+    git_provenance,
+    package_versions,
+    source_tags,
+)
 from langdml_core.runner.records import (
     ERROR,
     ERROR_TAG,
@@ -52,7 +58,7 @@ from langdml_core.runner.tracking import close_open_trial_runs, end_run, parent_
 from langdml_core.runner.tracking_store import check_tracking
 from langdml_core.runner.trial_run import TrialRun
 
-PROVENANCE_TAGS = (GIT_COMMIT_TAG, PROVENANCE_PREFIX)
+PROVENANCE_TAGS = (SOURCE_PREFIX, PROVENANCE_PREFIX)  # the commit and source file; package versions
 
 CHECKPOINT_FILE = "checkpoint.pt"
 RETRIED_ERRORS = (DiskFullError, TrackingError)
@@ -298,7 +304,7 @@ def prepare(
             _temp_dir=os.environ.get("LANGDML_RAY_TEMP_DIR"),
         )
     check_trial_cpus(args.cpus_per_trial, local=not address)  # before the parent run: a refusal leaves none
-    code = git_provenance()
+    code = {**git_provenance(), **source_tags(sweep.path)}
     known = parent or (load_mlflow_ids(experiment_path) if restore else None)
     experiment_id, parent_run_id = parent_run(
         places.tracking_uri, sweep.name, {SWEEP_FILE_TAG: str(sweep.path), **code}, known

@@ -107,11 +107,16 @@ def main() -> int:
             if close.count():
                 close.first.click()
             # Child runs are nested under the sweep's parent run: the button in its run-name cell expands them
-            cell = page.locator("[role=gridcell]", has=page.locator("a", has_text=args.sweep)).first
-            expander = cell.locator("button").first
-            if expander.count():
-                expander.click()
-                page.get_by_text(names[-1], exact=True).first.wait_for(timeout=30_000)
+            link = page.get_by_role("link", name=args.sweep, exact=True)
+            cell = page.locator("[role=gridcell]").filter(has=link).first
+            for _ in range(5):  # the first click can land before the table is ready for it
+                if page.get_by_text(names[-1], exact=True).count():
+                    break
+                cell.locator("button").first.click()
+                try:
+                    page.get_by_text(names[-1], exact=True).first.wait_for(timeout=5_000)
+                except Exception:  # noqa: BLE001 - clicked too early: try again
+                    pass
             page.wait_for_timeout(1500)
             seen = [n for n in names if page.get_by_text(n, exact=True).count()]
             page.screenshot(path=str(out), full_page=True)
