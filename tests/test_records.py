@@ -226,7 +226,10 @@ def test_a_trial_run_logs_system_metrics_while_it_runs_and_a_resumed_one_continu
     experiment_id, parent = parent_run(uri, "tiny")
 
     def sampled(run_id=None, name="a"):
-        run = TrialRun(uri, experiment_id, parent, name, run_id=run_id, system_metrics=True)
+        run = TrialRun(
+            uri, experiment_id, parent, name, run_id=run_id, tags=trial_tags("tiny", {}), system_metrics=True
+        )
+        run.log_epoch({"epoch": 1, "test/recall_at_1": 0.5})
         time.sleep(1.0)
         assert run.end("FINISHED")
         history = run.client.get_metric_history(run.run_id, "system/cpu_utilization_percentage")
@@ -238,6 +241,10 @@ def test_a_trial_run_logs_system_metrics_while_it_runs_and_a_resumed_one_continu
     assert memory["system/system_memory_usage_megabytes"] > 0
     _, resumed, _ = sampled(run_id)  # the same run after a retry: its steps continue, none twice
     assert len(resumed) > len(steps) and sorted(resumed) == list(range(len(resumed)))
+    # read back as a trial record, the samples are no epochs: one epoch row, as logged
+    (record,) = records_from_mlflow(uri, "tiny", parent)
+    assert [row["epoch"] for row in record.history] == [1]
+    assert not any(k.startswith("system/") for row in record.history for k in row)
 
     monkeypatch.setenv("LANGDML_SYSTEM_METRICS", "0")
     off, none_logged, _ = sampled(name="b")

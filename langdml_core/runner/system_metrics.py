@@ -15,6 +15,8 @@ import os
 log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 5.0
+PREFIX = "system/"
+"""MLflow's names for them (``system/cpu_utilization_percentage``); their steps are samples, not epochs."""
 
 
 def enabled() -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 from langdml_core.config import parse_value
 from langdml_core.errors import ConfigError, TrackingError
+from langdml_core.runner import system_metrics
 from langdml_core.runner.records import (
     ERROR,
     ERROR_TAG,
@@ -276,7 +277,7 @@ def records_from_mlflow(tracking_uri: str, sweep: str, parent: str | None = None
         tags = run.data.tags
         by_step: dict[int, dict[str, Any]] = {}
         for key in run.data.metrics:
-            if key.startswith(SUMMARY_PREFIXES):  # the summary, not an epoch
+            if key.startswith((*SUMMARY_PREFIXES, system_metrics.PREFIX)):  # the summary, samples: no epochs
                 continue
             for metric in c.get_metric_history(run.info.run_id, key):
                 by_step.setdefault(int(metric.step), {"epoch": int(metric.step)})[key] = metric.value
