@@ -309,6 +309,21 @@ def test_reference_check_says_which_setups_lie_inside_two_std():
     assert "NOT every setup" in text
 
 
+def test_a_smoke_run_is_not_compared_with_the_committed_reference(tmp_path):
+    reference = tmp_path / "results" / "demo"
+    reference.mkdir(parents=True)
+    trial_rows([record(0, [0.6]), record(1, [0.62])]).to_parquet(reference / "trials.parquet")
+    (tmp_path / "sweeps").mkdir()
+    module = SimpleNamespace(REFERENCE="results/demo")
+
+    def report(name):
+        sweep = SimpleNamespace(name=name, path=tmp_path / "sweeps" / "demo.py", trials=[], module=module)
+        return write_report(sweep, [record(0, [0.61])], tmp_path / "out" / name)
+
+    assert "## Against the committed reference" in report("demo")
+    assert "## Against the committed reference" not in report("demo-smoke")
+
+
 def test_an_interrupted_sweep_counts_no_false_failure_and_names_every_trial_it_lacks(tmp_path):
     trials = [SimpleNamespace(name=f"s{seed}") for seed in range(4)]
     sweep = SimpleNamespace(name="cut", path="sweeps/cut.py", trials=trials, module=SimpleNamespace())

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from langdml_core.runner import plots
+from langdml_core.runner.places import SMOKE_SUFFIX
 from langdml_core.runner.records import ERROR, TERMINATED, TrialRecord
 
 HEADLINE = ("test/recall_at_1", "test/map_at_r", "test/map_at_1000", "test/nmi")
@@ -261,7 +262,8 @@ def write_report(sweep, records: list[TrialRecord], out_dir: Path, load=None) ->
         (out_dir / "selected.md").write_text(chosen)
         text += "\n## Chosen on the validation split\n\n" + chosen
     reference = _reference_dir(sweep)
-    if reference is not None and reference.resolve() != out_dir.resolve():
+    smoke = sweep.name.endswith(SMOKE_SUFFIX)  # a smoke run's numbers are not the reference's experiment
+    if reference is not None and not smoke and reference.resolve() != out_dir.resolve():
         text += "\n## Against the committed reference\n\n" + reference_check(
             frame, pd.read_parquet(reference / "trials.parquet"), f"{reference}"
         )

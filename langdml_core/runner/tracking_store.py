@@ -17,6 +17,8 @@ def client(tracking_uri: str):
     import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # no "View run/experiment at" lines from every trial (a tracking server's URL); the sweep prints one hint
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     if tracking_uri.startswith("sqlite:///"):
         create_sqlite_store(Path(tracking_uri.removeprefix("sqlite:///")))
     plain, user, password = split_credentials(tracking_uri)
