@@ -36,7 +36,7 @@ def ui_command(monkeypatch):
     """`langdml ui` with the server start replaced by recording its command line."""
     import subprocess
 
-    from langdml_core.runner import cli
+    from langdml_core.runner import ui
 
     calls = []
 
@@ -53,8 +53,8 @@ def ui_command(monkeypatch):
             return 0
 
     monkeypatch.setattr(subprocess, "Popen", Server)
-    monkeypatch.setattr(cli, "answers", lambda url: True)
-    monkeypatch.setattr(cli, "port_free", lambda host, port: True)
+    monkeypatch.setattr(ui, "answers", lambda url: True)
+    monkeypatch.setattr(ui, "port_free", lambda host, port: True)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return calls
 
