@@ -30,6 +30,14 @@ if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
 
 import torch  # noqa: E402
 
+
+@pytest.fixture(autouse=True)
+def _no_tracking_uri_from_outside(monkeypatch):
+    """Each test starts without MLFLOW_TRACKING_URI (a user's server, or one an earlier test's MLflow call
+    exported into this process), so the sweeps it starts log where the test says."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)  # two workers on two cores: more threads only contend
 

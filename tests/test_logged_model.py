@@ -1,6 +1,8 @@
 """A trial's embedding network in MLflow (langdml_core/runner/logged_model.py): logged, loaded back by
 MLflow alone, and embedding an image exactly as the trial's own network and evaluation transform do."""
 
+import os
+
 import mlflow
 import torch
 from conftest import tiny_trial
@@ -16,6 +18,7 @@ from langdml_core.runner.logged_model import (
     log_embedding_model,
 )
 from langdml_core.runner.tracking import parent_run
+from langdml_core.runner.tracking_store import mlflow_tracking_uri
 from langdml_core.runner.trial_run import TrialRun
 
 
@@ -29,15 +32,22 @@ def test_the_logged_network_loads_back_and_embeds_an_image_as_the_trial_did(tmp_
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run = TrialRun(uri, *parent_run(uri, "tiny"), "seed=0")
 
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)  # the caller's own default URI
     model_uri = log_embedding_model(run, config, trained.state_dict(), default_image_size=64)
     run.end("FINISHED")
+    assert os.environ["MLFLOW_TRACKING_URI"] == elsewhere  # left as it was: later sweeps would inherit it
 
     assert run.client.get_run(run.run_id).data.tags[MODEL_URI_TAG] == model_uri
-    info = mlflow.models.get_model_info(model_uri)
+    with mlflow_tracking_uri(uri):
+        info = mlflow.models.get_model_info(model_uri)
     assert info.metadata["image_size"] == 64 and info.metadata["embed_dim"] == 16
     assert tuple(info.signature.outputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 16)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")  # the caller's own default URI
     loaded, transform = load_embedding_model(model_uri, uri)
+    assert os.environ["MLFLOW_TRACKING_URI"] == elsewhere and mlflow.get_tracking_uri() == elsewhere
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    load_embedding_model(model_uri, uri)
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # none before, none after
     image = build_dataset(DataConfig(name="demo")).test.load(0)
     norm = trained.data_config
     expected_input = eval_transform(64, norm["mean"], norm["std"], norm["interpolation"])(image)

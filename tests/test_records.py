@@ -267,3 +267,55 @@ def test_source_tags_name_the_sweep_file_relative_to_the_repository(tmp_path):
     outside = tmp_path / "mine.py"
     assert source_tags(outside)["mlflow.source.name"] == str(outside.resolve())
     assert git_provenance(tmp_path) == {}  # not a git folder: no commit claimed
+
+
+def test_a_one_shot_write_that_fails_once_is_sent_again_before_the_run_ends(tmp_path, monkeypatch):
+    """Two trials finishing together race to create one dataset row and the second insert fails: the
+    trial's dataset inputs (and tags, artifacts, summary) are sent again, not lost."""
+    from mlflow.exceptions import MlflowException
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = TrialRun(uri, *parent_run(uri, "tiny"), "seed=0", tags=trial_tags("tiny", {"run.seed": 0}))
+    run.log_params({"run.seed": 0})
+    real, calls = run.client.log_inputs, []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run.client, "log_inputs", racing)
+    split = {"images": 4, "classes": 2, "digest": "c" * 64}
+    run.log_datasets({"name": "demo", "source": "generated", "splits": {"train": split, "test": split}})
+    run.set_tags({"langdml.model_uri": "models:/m-1"})
+    assert run.end("FINISHED")
+    got = run.client.get_run(run.run_id)
+    assert len(calls) == 2 and sorted(i.dataset.name for i in got.inputs.dataset_inputs) == [
+        "demo-test",
+        "demo-train",
+    ]
+    assert got.data.tags["langdml.model_uri"] == "models:/m-1" and got.info.status == "FINISHED"
+
+
+def test_a_write_that_keeps_failing_is_given_up_and_the_rest_still_goes(tmp_path, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from langdml_core.runner.trial_run import SEND_TRIES
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = TrialRun(uri, *parent_run(uri, "tiny"), "seed=0", tags=trial_tags("tiny", {"run.seed": 0}))
+    run.log_params({"run.seed": 0})
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise MlflowException("always")
+
+    monkeypatch.setattr(run.client, "log_inputs", broken)
+    run.log_datasets({"name": "demo", "source": "generated", "splits": {}})
+    run.log_epoch({"epoch": 1, "test/recall_at_1": 0.5})
+    assert run.end("FINISHED")
+    assert len(calls) == SEND_TRIES
+    got = run.client.get_run(run.run_id)
+    assert got.data.metrics["test/recall_at_1"] == 0.5 and got.info.status == "FINISHED"

@@ -71,11 +71,11 @@ def load_embedding_model(model_uri: str, tracking_uri: str):
     ``tracking_uri``."""
     import mlflow
 
-    from langdml_core.runner.tracking_store import split_credentials
+    from langdml_core.runner.tracking_store import mlflow_tracking_uri
 
-    mlflow.set_tracking_uri(split_credentials(tracking_uri)[0])
-    model = mlflow.pytorch.load_model(model_uri, map_location="cpu").eval()
-    return model, embedding_transform(mlflow.models.get_model_info(model_uri).metadata)
+    with mlflow_tracking_uri(tracking_uri):
+        model = mlflow.pytorch.load_model(model_uri, map_location="cpu").eval()
+        return model, embedding_transform(mlflow.models.get_model_info(model_uri).metadata)
 
 
 def log_embedding_model(run, config, state_dict: dict[str, Any], default_image_size: int) -> str | None:
@@ -94,19 +94,19 @@ def log_embedding_model(run, config, state_dict: dict[str, Any], default_image_s
     example = np.zeros((1, 3, size, size), dtype=np.float32)
     with torch.no_grad():
         signature = infer_signature(example, model(torch.from_numpy(example)).numpy())
-    from langdml_core.runner.tracking_store import split_credentials
+    from langdml_core.runner.tracking_store import mlflow_tracking_uri
 
     try:
-        mlflow.set_tracking_uri(split_credentials(run.uri)[0])  # the password travels by MLflow's variables
-        info = mlflow.pytorch.log_model(
-            model,
-            name=MODEL_NAME,
-            run_id=run.run_id,
-            signature=signature,
-            metadata=metadata,
-            serialization_format="pickle",  # pt2 (torch.export) would fix the batch size of its example
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "timm", "langdml"],
-        )
+        with mlflow_tracking_uri(run.uri):
+            info = mlflow.pytorch.log_model(
+                model,
+                name=MODEL_NAME,
+                run_id=run.run_id,
+                signature=signature,
+                metadata=metadata,
+                serialization_format="pickle",  # pt2 (torch.export) would fix the batch size of its example
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "timm", "langdml"],
+            )
     except Exception as exc:  # a lost server, a full artifact store: the trial's results stand without it
         log.warning("The trial's model was not logged to MLflow: %s", str(exc).splitlines()[0][:300])
         return None

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 from langdml_core.errors import DiskFullError, TrackingError
@@ -25,6 +26,24 @@ def client(tracking_uri: str):
     if user is not None:  # MLflow prints run links with the client's URI: the password goes by its variables
         os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = user, password or ""
     return mlflow.MlflowClient(tracking_uri=plain)
+
+
+@contextmanager
+def mlflow_tracking_uri(tracking_uri: str):
+    """MLflow's global tracking URI set to ``tracking_uri`` (its password, if any, by MLflow's variables) for
+    the calls inside that read it (``mlflow.pytorch.log_model``, ``models:/`` URIs), then put back.
+    ``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI, which every later sweep started from this
+    process would inherit and log to: the variable gets its previous value back (or none)."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(split_credentials(tracking_uri)[0])
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)  # MLflow's own global unset (it drops the variable too) ...
+        if before is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = before  # ... and the caller's variable as it was
 
 
 def create_sqlite_store(path: Path) -> None:

@@ -20,6 +20,8 @@ from langdml_core.runner.tracking_store import client, redact
 
 log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
+SEND_TRIES = 3
+"""Tries of a one-shot write (tags, datasets, artifacts, the summary) before it is given up with a warning."""
 
 
 def tracking_errors() -> tuple[type[BaseException], ...]:
@@ -61,6 +63,7 @@ class TrialRun:
         self.client = client(tracking_uri)
         self._logged_steps: set[int] = set()
         self._pending: list[dict[str, Any]] = []
+        self._unsent: list[tuple[Any, int]] = []  # one-shot writes not sent yet, with the tries they had
         self._params: dict[str, Any] = {}
         self._connected = False
         self._warned = False
@@ -108,6 +111,7 @@ class TrialRun:
         if not self._connect():
             return False
         try:
+            self._drain()
             fn(*args, **kwargs)
         except Exception as exc:
             if not isinstance(exc, tracking_errors()):
@@ -116,6 +120,32 @@ class TrialRun:
             return False
         self._warned = False
         return True
+
+    def _send(self, write) -> bool:
+        """A one-shot write: sent now, or kept and sent before the next call that reaches MLflow (at the
+        latest by :meth:`end`). Kept through a lost server, and through a race that fails once: two trials
+        finishing together both create the same dataset row, and the second insert fails."""
+        self._unsent.append((write, 0))
+        return self._call(lambda: None)
+
+    def _drain(self) -> None:
+        while self._unsent:
+            write, tries = self._unsent[0]
+            try:
+                write()
+            except Exception as exc:
+                if isinstance(exc, tracking_errors()) and tries + 1 >= SEND_TRIES:
+                    self._unsent.pop(0)
+                    log.warning(
+                        "MLflow run %s: a write failed %d times and was given up (%s).",
+                        self.run_id,
+                        SEND_TRIES,
+                        str(exc).splitlines()[0][:300],
+                    )
+                    continue
+                self._unsent[0] = (write, tries + 1)
+                raise
+            self._unsent.pop(0)
 
     def _find(self) -> str | None:
         runs = self.client.search_runs(
@@ -186,11 +216,11 @@ class TrialRun:
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self.tags.update(tags)
-        self._call(lambda: [self.client.set_tag(self.run_id, k, v) for k, v in tags.items()])
+        self._send(lambda: [self.client.set_tag(self.run_id, k, v) for k, v in tags.items()])
 
     def log_artifact(self, path: str | Path) -> None:
         if Path(path).exists():
-            self._call(lambda: self.client.log_artifact(self.run_id, str(path)))
+            self._send(lambda: self.client.log_artifact(self.run_id, str(path)))
 
     def log_datasets(self, record: dict[str, Any]) -> None:
         """Each split of ``dataset.json`` (``train.write_dataset_record``) as an MLflow dataset input, its
@@ -210,7 +240,7 @@ class TrialRun:
             )
             for split, info in record["splits"].items()
         ]
-        self._call(lambda: self.client.log_inputs(self.run_id, datasets=inputs))
+        self._send(lambda: self.client.log_inputs(self.run_id, datasets=inputs))
 
     def log_summary(self, summary: dict[str, float]) -> None:
         """A finished trial's protocol summary (``best_test_epoch/test/recall_at_1``, ``.../epoch``, ...), at
@@ -225,7 +255,7 @@ class TrialRun:
             for k, v in summary.items()
             if math.isfinite(float(v)) and not is_provenance(k)
         ]
-        self._call(lambda: self.client.log_batch(self.run_id, metrics=metrics))
+        self._send(lambda: self.client.log_batch(self.run_id, metrics=metrics))
 
     def end(self, status: str = "FINISHED") -> bool:
         """Send what is pending and end the run; False when the server could not be reached."""
