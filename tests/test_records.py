@@ -319,3 +319,20 @@ def test_a_write_that_keeps_failing_is_given_up_and_the_rest_still_goes(tmp_path
     assert len(calls) == SEND_TRIES
     got = run.client.get_run(run.run_id)
     assert got.data.metrics["test/recall_at_1"] == 0.5 and got.info.status == "FINISHED"
+
+
+def test_a_write_that_fails_with_a_bug_is_raised_once_and_the_run_still_ends(tmp_path, monkeypatch):
+    import pytest
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = TrialRun(uri, *parent_run(uri, "tiny"), "seed=0", tags=trial_tags("tiny", {"run.seed": 0}))
+    run.log_params({"run.seed": 0})
+
+    def bug(*args, **kwargs):
+        raise ValueError("not MLflow's fault")
+
+    monkeypatch.setattr(run.client, "log_inputs", bug)
+    with pytest.raises(ValueError, match="not MLflow's fault"):
+        run.log_datasets({"name": "demo", "source": "generated", "splits": {}})
+    assert run.end("FAILED")  # the failed write is not tried again on the way out
+    assert run.client.get_run(run.run_id).info.status == "FAILED"

@@ -134,7 +134,10 @@ class TrialRun:
             try:
                 write()
             except Exception as exc:
-                if isinstance(exc, tracking_errors()) and tries + 1 >= SEND_TRIES:
+                if not isinstance(exc, tracking_errors()):  # a bug, not MLflow: raised once, not again
+                    self._unsent.pop(0)
+                    raise
+                if tries + 1 >= SEND_TRIES:
                     self._unsent.pop(0)
                     log.warning(
                         "MLflow run %s: a write failed %d times and was given up (%s).",
