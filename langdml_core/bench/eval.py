@@ -308,6 +308,8 @@ def bench_eval(
         diff = abs(float(value) - float(theirs[their_key]))
         agreement[key] = {
             "pml_key": their_key,
+            "value": float(value),
+            "pml_value": float(theirs[their_key]),
             "abs_diff": diff,
             "tolerance": tolerance,
             "ok": diff <= tolerance,
@@ -421,10 +423,8 @@ def format_report(result: dict[str, Any]) -> str:
         )
     lines.append("  agreement with AccuracyCalculator (last repeat):")
     for key, a in result["agreement"].items():
-        ours = f["nmi"] if key == "nmi" else result["metrics"]["langdml"][key]
-        theirs = result["metrics"]["pml"][a["pml_key"]]
         lines.append(
-            f"      {key:12s} {ours:.6f} vs {a['pml_key']:28s} {theirs:.6f}  |diff| {a['abs_diff']:.2e} "
+            f"      {key:12s} {a['value']:.6f} vs {a['pml_key']:28s} {a['pml_value']:.6f}  |diff| {a['abs_diff']:.2e} "
             f"(<= {a['tolerance']:g}: {'ok' if a['ok'] else 'DISAGREE'})"
         )
     extra = ", ".join(f"{k}={m[k]:.4f}" for k in ("recall_at_2", "recall_at_4", "recall_at_8", "map_at_1000"))

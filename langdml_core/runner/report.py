@@ -69,9 +69,16 @@ def protocol_summary(history: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def setups(frame: pd.DataFrame) -> tuple[list[str], list[tuple[tuple, pd.DataFrame]]]:
+    """(the setup columns: varied keys except the seed; [(setup values, its trials' rows)] in order)."""
+    setup = [c for c in frame.columns if c.startswith("cfg.") and c != SEED]
+    groups = frame.groupby(setup, sort=False, dropna=False) if setup else [((), frame)]
+    return setup, [(key if isinstance(key, tuple) else (key,), group) for key, group in groups]
+
+
 def summary_table(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> str:
     """Markdown: one line per setup (varied keys except the seed), mean +- std over seeds."""
-    setup = [c for c in frame.columns if c.startswith("cfg.") and c != "cfg.run.seed"]
+    setup, groups = setups(frame)
     protocols = [p for p in PROTOCOLS if f"{p}/test/recall_at_1" in frame]
     metrics = [m for m in HEADLINE if f"last/{m}" in frame]
     header = [c.removeprefix("cfg.") for c in setup] + ["seeds", "failed"]
@@ -80,9 +87,7 @@ def summary_table(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> str
     if with_paper:
         header += ["paper R@1", "diff (best_test_epoch)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    groups = frame.groupby(setup, sort=False, dropna=False) if setup else [((), frame)]
     for key, group in groups:
-        key = key if isinstance(key, tuple) else (key,)
         ok = group[group["status"] == TERMINATED]
         cells = [str(k) for k in key] + [str(len(ok)), str(int((group["status"] == ERROR).sum()))]
         for m in metrics:
@@ -201,11 +206,9 @@ def headline(frame: pd.DataFrame, most: int = 8) -> str:
     reader sees first (MLflow's run page shows only the top of a description without a click)."""
     if "last/test/recall_at_1" not in frame:
         return ""
-    setup = [c for c in frame.columns if c.startswith("cfg.") and c != SEED]
-    groups = list(frame.groupby(setup, sort=False, dropna=False)) if setup else [((), frame)]
+    _, groups = setups(frame)
     parts = []
     for key, group in groups[:most]:
-        key = key if isinstance(key, tuple) else (key,)
         ok = group[group["status"] == TERMINATED]
         value = _mean_std(ok["last/test/recall_at_1"]) or "no finished seed"
         name = ", ".join(str(k) for k in key) or "all"

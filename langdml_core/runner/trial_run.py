@@ -30,6 +30,24 @@ def tracking_errors() -> tuple[type[BaseException], ...]:
     return (MlflowException, OSError, TrackingError)
 
 
+def metrics_at(values: dict[str, Any], step: int) -> list:
+    """MLflow metrics of the finite numbers in ``values`` at ``step``; how they were computed (``test/knn_k``,
+    ``test/nmi_seed``, ...) is not among them (tags, see ``log_epoch``)."""
+    from mlflow.entities import Metric
+
+    from langdml_core.evaluate.options import is_provenance
+
+    now = int(time.time() * 1000)
+    return [
+        Metric(k, float(v), now, step)
+        for k, v in values.items()
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(float(v))
+        and not is_provenance(k)
+    ]
+
+
 def param_value(value: Any) -> str:
     text = str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
@@ -194,7 +212,7 @@ class TrialRun:
         self._call(self._flush)
 
     def _flush(self) -> None:
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import RunTag
 
         from langdml_core.evaluate.options import is_provenance
 
@@ -202,15 +220,7 @@ class TrialRun:
             row = self._pending[0]
             step = int(row["epoch"])
             if step not in self._logged_steps:
-                now = int(time.time() * 1000)
-                metrics = [
-                    Metric(k, float(v), now, step)
-                    for k, v in row.items()
-                    if isinstance(v, (int, float))
-                    and not isinstance(v, bool)
-                    and math.isfinite(float(v))
-                    and not is_provenance(k)
-                ]
+                metrics = metrics_at(row, step)
                 # how the metrics were computed (knn_k, nmi_seed, ...): tags of the last evaluated epoch
                 tags = [RunTag(f"{EVAL_TAG_PREFIX}{k}", str(v)) for k, v in row.items() if is_provenance(k)]
                 self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
@@ -248,16 +258,7 @@ class TrialRun:
     def log_summary(self, summary: dict[str, float]) -> None:
         """A finished trial's protocol summary (``best_test_epoch/test/recall_at_1``, ``.../epoch``, ...), at
         the step of its last epoch; how the metrics were computed (``.../test/knn_k``) stays in the tags."""
-        from mlflow.entities import Metric
-
-        from langdml_core.evaluate.options import is_provenance
-
-        step, now = int(summary.get("last/epoch", 0)), int(time.time() * 1000)
-        metrics = [
-            Metric(k, float(v), now, step)
-            for k, v in summary.items()
-            if math.isfinite(float(v)) and not is_provenance(k)
-        ]
+        metrics = metrics_at(summary, int(summary.get("last/epoch", 0)))
         self._send(lambda: self.client.log_batch(self.run_id, metrics=metrics))
 
     def end(self, status: str = "FINISHED") -> bool:
