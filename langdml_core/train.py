@@ -285,7 +285,9 @@ def speed_options(cfg: TrialConfig, device: torch.device) -> tuple[bool, torch.m
     """(bf16 autocast on?, memory format of model and batches) from run.precision / run.memory_format."""
     cuda = device.type == "cuda"
     bf16 = cfg.run.precision == "bf16" or (cfg.run.precision == "auto" and cuda)
-    channels_last = cfg.run.memory_format == "channels_last" or (cfg.run.memory_format == "auto" and cuda)
+    # auto: channels_last on CUDA and on the CPU alike (langdml bench train, fp32, 1 thread of a 2-core EPYC:
+    # 1.89x steps/s for EfficientNet-Lite0 at 64 px, 1.12x ResNet-50 at 224 px, 1.06x ResNet-18 at 64 px)
+    channels_last = cfg.run.memory_format in ("auto", "channels_last")
     return bf16, torch.channels_last if channels_last else torch.preserve_format
 
 

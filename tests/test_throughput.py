@@ -17,12 +17,12 @@ from langdml_core.runner.cli import main
 from langdml_core.train import speed_options, train_trial
 
 
-def test_speed_options_default_to_fp32_and_auto_is_bf16_channels_last_on_cuda_only():
+def test_speed_options_default_to_fp32_and_auto_is_bf16_on_cuda_only_and_channels_last_everywhere():
     default = TrialConfig()  # fp32 as the release: bf16's parity with fp32 is not yet shown on a GPU
     assert (default.run.precision, default.eval.precision) == ("fp32", "fp32")
     assert speed_options(default, torch.device("cuda")) == (False, torch.channels_last)
     auto = TrialConfig.from_dict({"run.precision": "auto"})
-    assert speed_options(auto, torch.device("cpu")) == (False, torch.preserve_format)
+    assert speed_options(auto, torch.device("cpu")) == (False, torch.channels_last)
     assert speed_options(auto, torch.device("cuda")) == (True, torch.channels_last)
     forced = TrialConfig.from_dict({"run.precision": "bf16", "run.memory_format": "channels_last"})
     assert speed_options(forced, torch.device("cpu")) == (True, torch.channels_last)
@@ -163,8 +163,9 @@ def test_a_trial_with_workers_from_its_cpu_share_on_the_cpu_loads_in_process(tmp
 
 def test_bench_train_reports_steps_per_second_on_vs_off():
     result = bench_train("test_efficientnet", image_size=32, batch_size=4, steps=1, repeats=1)
-    assert set(result["step_seconds"]) == {"off", "on"} and result["ratio"]["on"] > 0
+    assert set(result["step_seconds"]) == {"off", "channels_last", "on"} and result["ratio"]["on"] > 0
     assert "speed-up on vs off" in train_report(result)
+    assert "speed-up channels_last vs off" in train_report(result)
 
 
 def test_bench_subcommands_are_on_the_cli(capsys):

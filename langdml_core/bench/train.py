@@ -1,7 +1,8 @@
 """``langdml bench train``: training steps/s with the speed options on vs off, in one process.
 
-"off" is fp32, contiguous tensors and pageable host-to-device copies; "on" is what ``run.precision=auto`` and
-``run.memory_format=auto`` choose on a GPU: bf16 autocast of the forward, channels_last model and batches,
+"off" is fp32, contiguous tensors and pageable host-to-device copies; "channels_last" is fp32 with the model
+and batches channels_last (what ``run.memory_format=channels_last`` does alone); "on" is what
+``run.precision=auto`` and ``run.memory_format=auto`` choose on a GPU: bf16 autocast of the forward, channels_last model and batches,
 batches in pinned memory copied with ``non_blocking``; ``--compile`` adds "on+compile" (torch.compile).
 Each mode has its own copy of one model (same initial weights) and the same fixed batches; rounds are
 interleaved so machine noise hits all modes alike. The loss is a pure-torch normalised-softmax stand-in so
@@ -41,6 +42,7 @@ def bench_train(
     base = {"model.backbone": backbone, "model.pretrained": False, "run.device": device}
     modes = {
         "off": {"run.precision": "fp32", "run.memory_format": "contiguous"},
+        "channels_last": {"run.precision": "fp32", "run.memory_format": "channels_last"},
         "on": {"run.precision": "bf16", "run.memory_format": "channels_last"},
     }
     if compile:
@@ -56,7 +58,7 @@ def bench_train(
         model = copy.deepcopy(template).to(dev, memory_format=memory_format).train()
         proxies = torch.nn.Parameter(torch.randn(classes, cfg.model.embed_dim, device=dev))
         optimizer = torch.optim.Adam([*model.parameters(), proxies], lr=1e-5)
-        pinned = mode != "off" and dev.type == "cuda"
+        pinned = mode.startswith("on") and dev.type == "cuda"
         images = [x.pin_memory() if pinned else x for x in host_images]
         labels = [y.pin_memory() if pinned else y for y in host_labels]
         forward = torch.compile(model) if cfg.run.compile else model
@@ -117,7 +119,7 @@ def format_report(result: dict) -> str:
         lo, hi = result["spread"][mode]
         memory = result["gpu_memory_gib"].get(mode)
         lines.append(
-            f"  {mode:11s} {t * 1000:8.1f} ms/step  {1 / t:6.2f} steps/s  {result['images_per_second'][mode]:7.1f} "
+            f"  {mode:13s} {t * 1000:8.1f} ms/step  {1 / t:6.2f} steps/s  {result['images_per_second'][mode]:7.1f} "
             f"images/s  (spread {lo * 1000:.1f}-{hi * 1000:.1f})"
             + (f"  peak GPU memory {memory:.2f} GiB" if memory is not None else "")
         )
