@@ -47,9 +47,9 @@ def get_config():
         "optim.milestones": [4],
         "optim.gamma": 0.1,
         "run.epochs": 5,
-        # channels_last on the CPU too (run.memory_format=auto picks it only on CUDA): one epoch of none/seed=0 on
-        # one thread of a 2-core AMD EPYC took 7.6 s to train and 4.3 s to evaluate, against 12.9 s and 6.2 s
-        # contiguous (2026-12-06); the same computation, other kernels, so other float rounding.
+        # channels_last, pinned here (auto picks it too) so that the reference's float rounding does not follow a
+        # change of auto: one epoch of none/seed=0 on one thread of a 2-core AMD EPYC took 7.6 s to train and
+        # 4.3 s to evaluate, against 12.9 s and 6.2 s contiguous (2026-12-06); the same computation, other kernels.
         "run.memory_format": "channels_last",
     }
 

@@ -1,11 +1,11 @@
 """``langdml bench train``: training steps/s with the speed options on vs off, in one process.
 
 "off" is fp32, contiguous tensors and pageable host-to-device copies; "channels_last" is fp32 with the model
-and batches channels_last (what ``run.memory_format=channels_last`` does alone); "on" is what
-``run.precision=auto`` and ``run.memory_format=auto`` choose on a GPU: bf16 autocast of the forward, channels_last model and batches,
-batches in pinned memory copied with ``non_blocking``; ``--compile`` adds "on+compile" (torch.compile).
-Each mode has its own copy of one model (same initial weights) and the same fixed batches; rounds are
-interleaved so machine noise hits all modes alike. The loss is a pure-torch normalised-softmax stand-in so
+and batches channels_last (what ``run.memory_format=auto`` does alone on the CPU); "on" is what
+``run.precision=auto`` and ``run.memory_format=auto`` choose on a GPU: bf16 autocast of the forward,
+channels_last model and batches, batches in pinned memory copied with ``non_blocking``; ``--compile`` adds
+"on+compile" (torch.compile). Each mode has its own copy of one model (same initial weights) and the same fixed
+batches; rounds are interleaved so machine noise hits all modes alike. The loss is a pure-torch normalised-softmax stand-in so
 the bench runs where pytorch-metric-learning is not installed (the GPU image); its cost is negligible next to
 the backbone. On CUDA it also reports the peak GPU memory of each mode (what one trial needs).
 """

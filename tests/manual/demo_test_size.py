@@ -28,6 +28,7 @@ from langdml_core.data.base import ImageSet
 from langdml_core.data.transforms import eval_transform
 from langdml_core.evaluate import embed, retrieval_metrics
 from langdml_core.runner.tune import resume_from_tune
+from langdml_core.train import speed_options
 
 
 def fresh_test_split(n: int) -> ImageSet:
@@ -69,7 +70,7 @@ def main(experiment: Path, sizes: list[int]) -> None:
         name = next(n for n in trials if folder.name.startswith(n.replace("/", "_") + "_"))
         config = TrialConfig.from_dict(trials[name]["config"])
         state = resume_from_tune(None, (pyarrow.fs.LocalFileSystem(), str(folder)))
-        model = build_model(config.model)
+        model = build_model(config.model).to(memory_format=speed_options(config, torch.device("cpu"))[1])
         model.load_state_dict(state["model"])
         model.eval()
         norm = model.data_config
