@@ -26,6 +26,7 @@ from langdml_core.data import build_dataset, eval_loader
 from langdml_core.data.transforms import eval_transform
 from langdml_core.evaluate import embed
 from langdml_core.language.encoders import ENCODERS
+from langdml_core.train import speed_options
 
 
 def class_mean_similarity(model, test, data_config) -> np.ndarray:
@@ -73,7 +74,7 @@ def main(dirs: list[str]) -> None:
     print(f"  names vs ImageNet features (untrained): {rho(names, visual):.3f}")
     for directory in map(Path, dirs):
         config = TrialConfig.from_dict(json.loads((directory / "config.json").read_text()))
-        model = build_model(config.model)
+        model = build_model(config.model).to(memory_format=speed_options(config, torch.device("cpu"))[1])
         model.load_state_dict(trained_state(directory)["model"])
         visual = class_mean_similarity(model.eval(), test, model.data_config)
         print(
