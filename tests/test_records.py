@@ -269,14 +269,20 @@ def test_source_tags_name_the_sweep_file_relative_to_the_repository(tmp_path):
     assert git_provenance(tmp_path) == {}  # not a git folder: no commit claimed
 
 
+def started_trial_run(tmp_path) -> TrialRun:
+    """A trial run of sweep "tiny" in a new SQLite store, its tags and params logged."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = TrialRun(uri, *parent_run(uri, "tiny"), "seed=0", tags=trial_tags("tiny", {"run.seed": 0}))
+    run.log_params({"run.seed": 0})
+    return run
+
+
 def test_a_one_shot_write_that_fails_once_is_sent_again_before_the_run_ends(tmp_path, monkeypatch):
     """Two trials finishing together race to create one dataset row and the second insert fails: the
     trial's dataset inputs (and tags, artifacts, summary) are sent again, not lost."""
     from mlflow.exceptions import MlflowException
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run = TrialRun(uri, *parent_run(uri, "tiny"), "seed=0", tags=trial_tags("tiny", {"run.seed": 0}))
-    run.log_params({"run.seed": 0})
+    run = started_trial_run(tmp_path)
     real, calls = run.client.log_inputs, []
 
     def racing(*args, **kwargs):
@@ -303,9 +309,7 @@ def test_a_write_that_keeps_failing_is_given_up_and_the_rest_still_goes(tmp_path
 
     from langdml_core.runner.trial_run import SEND_TRIES
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run = TrialRun(uri, *parent_run(uri, "tiny"), "seed=0", tags=trial_tags("tiny", {"run.seed": 0}))
-    run.log_params({"run.seed": 0})
+    run = started_trial_run(tmp_path)
     calls = []
 
     def broken(*args, **kwargs):
@@ -324,9 +328,7 @@ def test_a_write_that_keeps_failing_is_given_up_and_the_rest_still_goes(tmp_path
 def test_a_write_that_fails_with_a_bug_is_raised_once_and_the_run_still_ends(tmp_path, monkeypatch):
     import pytest
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run = TrialRun(uri, *parent_run(uri, "tiny"), "seed=0", tags=trial_tags("tiny", {"run.seed": 0}))
-    run.log_params({"run.seed": 0})
+    run = started_trial_run(tmp_path)
 
     def bug(*args, **kwargs):
         raise ValueError("not MLflow's fault")

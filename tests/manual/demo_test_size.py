@@ -27,6 +27,7 @@ from langdml_core.data import build_dataset, demo, eval_loader
 from langdml_core.data.base import ImageSet
 from langdml_core.data.transforms import eval_transform
 from langdml_core.evaluate import embed, retrieval_metrics
+from langdml_core.runner.language_effect import nearest_hits
 from langdml_core.runner.tune import resume_from_tune
 from langdml_core.train import speed_options
 
@@ -82,7 +83,7 @@ def main(experiment: Path, sizes: list[int]) -> None:
             print(name, n, f"{r1:.2f}", flush=True)
             if n == 0:
                 hits.setdefault(trials[name]["varied"].get("language.guidance"), []).append(
-                    nearest_hits(emb, lab)
+                    100.0 * nearest_hits(np.asarray(emb), np.asarray(lab))
                 )
     for (guidance, n), values in sorted(results.items()):
         seeds = ", ".join(f"{v:.2f}" for v in values)
@@ -95,16 +96,6 @@ def main(experiment: Path, sizes: list[int]) -> None:
             f"{guidance:5s} own split: variance of the seed means {h.mean(1).var(ddof=1):.2f} points^2, of which "
             f"independent per-query flips would give {h.var(0, ddof=1).mean() / h.shape[1]:.2f}"
         )
-
-
-def nearest_hits(emb, labels) -> np.ndarray:
-    """Per query (the query itself excluded): 100 if its nearest neighbour by cosine has its class, else 0."""
-    x = np.asarray(emb, dtype=np.float64)
-    x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    sim = x @ x.T
-    np.fill_diagonal(sim, -np.inf)
-    labels = np.asarray(labels)
-    return 100.0 * (labels[sim.argmax(1)] == labels)
 
 
 if __name__ == "__main__":
