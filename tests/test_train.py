@@ -289,6 +289,19 @@ def test_a_cold_and_a_warm_cache_give_identical_training(tmp_path, monkeypatch):
     assert strip_timing(cold["history"]) == strip_timing(warm["history"])
 
 
+def test_how_often_the_test_split_is_evaluated_does_not_change_the_training(tmp_path):
+    """Iterating a DataLoader draws its base seed from the global torch RNG unless it has a generator of its
+    own; the evaluation loaders must not, or eval.every would move the augmentation of every later epoch."""
+    config = tiny_trial(tmp_path, **{"run.epochs": 3})
+    every_epoch = train_trial({**config, "eval.every": 1, "run.out_dir": str(tmp_path / "every")})["history"]
+    last_only = train_trial({**config, "eval.every": 3, "run.out_dir": str(tmp_path / "last")})["history"]
+    assert ["test/recall_at_1" in row for row in every_epoch] == [True, True, True]
+    assert ["test/recall_at_1" in row for row in last_only] == [False, False, True]
+    trained = [{k: v for k, v in row.items() if k.startswith("train/") and k != "train/seconds"} for row in every_epoch]
+    assert trained == [{k: v for k, v in row.items() if k.startswith("train/") and k != "train/seconds"} for row in last_only]
+    assert strip_timing(every_epoch)[-1] == strip_timing(last_only)[-1]  # the same model, evaluated the same
+
+
 def test_retrieval_examples_show_the_exact_nearest_neighbours(tmp_path):
     from langdml_core.evaluate.examples import EXAMPLES_FILE, example_queries, nearest_neighbours
 

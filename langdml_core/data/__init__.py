@@ -32,7 +32,7 @@ __all__ = [
 
 def build_dataset(cfg: DataConfig) -> DMLDataset:
     """Load the named dataset (every image file checked to be whole: a cheap look at its first and last
-    bytes, see ``data.check``) and carve the class-disjoint validation split if asked."""
+    bytes, see ``data.check``), carve the class-disjoint validation split and shorten the test split if asked."""
     root = resolve_root(cfg)
     dataset = DATASETS.create(
         cfg.name, root, layout=cfg.layout, check_counts=cfg.check_counts, split=cfg.split
@@ -40,6 +40,8 @@ def build_dataset(cfg: DataConfig) -> DMLDataset:
     require_readable_images(dataset, root)
     if cfg.val_classes:
         dataset.train, dataset.val = split_validation(dataset.train, cfg.val_classes)
+    if cfg.test_images_per_class:
+        dataset.test = dataset.test.first_per_class(cfg.test_images_per_class)
     return dataset
 
 
@@ -137,6 +139,9 @@ def eval_loader(
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,  # evaluated every epoch: no re-fork per pass
+        # Its own generator: iterating a DataLoader draws a seed from the global torch RNG otherwise, and the
+        # training's augmentation draws from that RNG, so eval.every would change the training.
+        generator=torch.Generator().manual_seed(0),
     )
 
 
