@@ -47,6 +47,8 @@ class DataConfig:
     """Train/test classes: official (cars196: ids 1-98 train) or release (cars196: first 98 names in sorted() order; cub200, sop: = official)."""
     val_classes: int = 0
     """Number of training classes held out as a class-disjoint validation split (0 = none)."""
+    test_images_per_class: int = 0
+    """Evaluate on at most this many images of each test class, the first in the split's order (0 = all; quick checks)."""
     num_workers: int = 0
     """DataLoader worker processes (0 = load in the training process; -1 = from the trial's CPU share: 0 when the model runs on the CPU, else run.threads - 1, at least 1)."""
     check_counts: bool = True
@@ -285,6 +287,7 @@ class TrialConfig:
             "data.image_size",
             "data.resize",
             "data.val_classes",
+            "data.test_images_per_class",
             "run.threads",
             "run.max_steps_per_epoch",
             "language.delay",

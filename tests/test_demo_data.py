@@ -8,7 +8,7 @@ from langdml_core.data.base import DATASETS
 
 def test_counts_disjoint_classes_and_unseen_compositions(demo_dataset):
     train, test = demo_dataset.train, demo_dataset.test
-    assert (train.num_classes, test.num_classes, len(train), len(test)) == (48, 48, 48 * 24, 48 * 24)
+    assert (train.num_classes, test.num_classes, len(train), len(test)) == (48, 48, 48 * 24, 48 * 96)
     assert not set(train.class_texts) & set(test.class_texts)
     train_words = [set(t.split()) for t in train.class_texts]
     for text in test.class_texts:
@@ -20,11 +20,23 @@ def test_counts_disjoint_classes_and_unseen_compositions(demo_dataset):
 
 
 def test_generation_is_deterministic():
-    a = demo.generate(images_per_class=1, seed=0)
-    b = demo.generate(images_per_class=1, seed=0)
-    c = demo.generate(images_per_class=1, seed=1)
+    a = demo.generate(images_per_class=1, test_images_per_class=1, seed=0)
+    b = demo.generate(images_per_class=1, test_images_per_class=1, seed=0)
+    c = demo.generate(images_per_class=1, test_images_per_class=1, seed=1)
     assert np.array_equal(a["images"], b["images"])
     assert not np.array_equal(a["images"], c["images"])
+
+
+def test_more_test_images_leave_the_training_images_and_the_first_test_images_unchanged():
+    small = demo.generate(images_per_class=2, test_images_per_class=2, seed=0)
+    large = demo.generate(images_per_class=2, test_images_per_class=4, seed=0)
+    n = len(small["labels"])  # 96 classes x 2: the block every class gets
+    assert np.array_equal(large["images"][:n], small["images"]) and np.array_equal(large["labels"][:n], small["labels"])
+    extra = large["labels"][n:]  # two more images of each test class, and of no training class
+    classes = demo.class_table()
+    test_ids = [c for c, triple in enumerate(classes) if not demo.is_train_class(*triple)]
+    assert extra.tolist() == [c for c in test_ids for _ in range(2)]
+    assert len({large["images"][i].tobytes() for i in range(len(large["labels"]))}) == len(large["labels"])
 
 
 def test_registered_and_count_check_runs():
@@ -61,3 +73,17 @@ def test_name_similarity_correlates_with_visual_similarity(demo_dataset):
     rho = spearmanr(text_sim[upper], visual_sim[upper]).statistic
     print(f"spearman(name similarity, visual similarity) over {len(upper[0])} class pairs = {rho:.3f}")
     assert rho > 0.2
+
+
+def test_a_shortened_test_split_keeps_the_first_images_of_each_class(demo_dataset):
+    from langdml_core.config import DataConfig
+    from langdml_core.data import build_dataset
+
+    short = build_dataset(DataConfig(name="demo", test_images_per_class=24)).test
+    full = demo_dataset.test
+    assert len(short) == 48 * 24 and short.class_texts == full.class_texts
+    first = np.concatenate([np.flatnonzero(full.labels == c)[:24] for c in range(48)])
+    order = np.argsort(first, kind="stable")  # the split's own order
+    assert np.array_equal(short.labels, full.labels[first[order]])
+    assert np.array_equal(short.images, full.images[first[order]])
+    assert len(build_dataset(DataConfig(name="demo", test_images_per_class=500)).test) == len(full)

@@ -88,6 +88,23 @@ class ImageSet:
                 "file: re-download it or remove it."
             ) from None
 
+    def first_per_class(self, n: int) -> ImageSet:
+        """At most the first n images of each class, in the split's order (classes and labels unchanged)."""
+        counts = np.zeros(len(self.class_texts), dtype=np.int64)
+        keep = []
+        for i, label in enumerate(self.labels):
+            if counts[label] < n:
+                keep.append(i)
+                counts[label] += 1
+        return ImageSet(
+            name=self.name,
+            labels=self.labels[keep],
+            class_texts=list(self.class_texts),
+            class_ids=list(self.class_ids),
+            paths=[self.paths[i] for i in keep] if self.paths is not None else None,
+            images=self.images[keep] if self.images is not None else None,
+        )
+
     def subset_classes(self, classes: list[int] | np.ndarray, name: str) -> ImageSet:
         """The images of the given classes, relabelled 0..len(classes)-1 in the given order."""
         classes = [int(c) for c in classes]

@@ -31,7 +31,8 @@ from langdml_core.data.base import check_counts as assert_counts
 VERSION = 2
 SIZE = 64  # stored image size; the default crop is 64 as well (see DEFAULT_IMAGE_SIZE)
 RENDER = 128  # drawn at 2x, then downsampled (anti-aliasing)
-IMAGES_PER_CLASS = 24
+IMAGES_PER_CLASS = 24  # every class: its training images, or a test class's first images
+TEST_IMAGES_PER_CLASS = 96  # a test class: those 24 and 72 more, so that test Recall@1 is measured on 4,608 queries
 
 COLOURS = {  # mean RGB; neighbours are close on purpose
     "red": (205, 40, 40),
@@ -140,18 +141,31 @@ def render(colour: str, pattern: str, shape: str, rng: np.random.Generator) -> n
     return np.asarray(image.resize((SIZE, SIZE), Image.BILINEAR), dtype=np.uint8)
 
 
-def generate(images_per_class: int = IMAGES_PER_CLASS, seed: int = 0) -> dict[str, np.ndarray]:
-    """All images of all 96 classes; deterministic given the seed (one RNG stream per image)."""
+def generate(
+    images_per_class: int = IMAGES_PER_CLASS, test_images_per_class: int = TEST_IMAGES_PER_CLASS, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """All images of all 96 classes; deterministic given the seed (one RNG stream per image).
+
+    Every class gets ``images_per_class`` images (stream: the image's index in that block, as generator
+    version 2 always drew them); then each test class gets ``test_images_per_class - images_per_class`` more
+    (stream: 10,000 + k within its class). So the training images, and a test class's first images, do not
+    depend on how many test images are drawn, and a larger test split contains the smaller one.
+    """
     classes = class_table()
-    images = np.empty((len(classes) * images_per_class, SIZE, SIZE, 3), dtype=np.uint8)
     labels = np.repeat(np.arange(len(classes)), images_per_class)
-    for i, c in enumerate(labels):
-        images[i] = render(*classes[c], np.random.default_rng([seed, VERSION, int(c), i]))
+    streams = [[seed, VERSION, int(c), i] for i, c in enumerate(labels)]
+    extra = max(0, test_images_per_class - images_per_class)
+    test_ids = [c for c, triple in enumerate(classes) if not is_train_class(*triple)]
+    streams += [[seed, VERSION, c, 10_000 + k] for c in test_ids for k in range(extra)]
+    labels = np.concatenate([labels, np.repeat(test_ids, extra)]).astype(np.int64)
+    images = np.empty((len(labels), SIZE, SIZE, 3), dtype=np.uint8)
+    for i, (c, stream) in enumerate(zip(labels, streams)):
+        images[i] = render(*classes[c], np.random.default_rng(stream))
     return {"images": images, "labels": labels}
 
 
 def _load_or_generate() -> dict[str, np.ndarray]:
-    target = cache_dir("data") / f"demo_v{VERSION}_{IMAGES_PER_CLASS}.npz"
+    target = cache_dir("data") / f"demo_v{VERSION}_{IMAGES_PER_CLASS}_{TEST_IMAGES_PER_CLASS}.npz"
     if not target.exists():
         with locked(target):
             if not target.exists():
@@ -182,7 +196,11 @@ def build_demo(
         train=all_set.subset_classes(train_ids, "train"),
         test=all_set.subset_classes(test_ids, "test"),
         default_image_size=SIZE,
-        info={"generator_version": VERSION, "images_per_class": IMAGES_PER_CLASS},
+        info={
+            "generator_version": VERSION,
+            "images_per_class": IMAGES_PER_CLASS,
+            "test_images_per_class": TEST_IMAGES_PER_CLASS,
+        },
     )
     if check_counts:
         found = {
@@ -195,7 +213,7 @@ def build_demo(
             "train_classes": 48,
             "test_classes": 48,
             "train_images": 48 * IMAGES_PER_CLASS,
-            "test_images": 48 * IMAGES_PER_CLASS,
+            "test_images": 48 * TEST_IMAGES_PER_CLASS,
         }
         assert_counts("demo", Path("<generated>"), found, expected)
     return dataset

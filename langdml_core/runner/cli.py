@@ -223,7 +223,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="tiny run: 1 epoch, 2 steps, batch 16, the few trials that cover every swept value",
+        help="tiny run: 1 epoch, 2 steps, batch 16, 8 test images per class, the few trials that cover every swept value",
     )
     parser.add_argument("--list", action="store_true", help="print trial names and count; run nothing")
     parser.add_argument(

@@ -41,6 +41,7 @@ SMOKE = {
     "optim.batch_size": 16,
     "eval.batch_size": 256,
     "eval.ks": [1, 2],  # the fixture splits of the paper sweeps' smoke runs have a handful of images
+    "data.test_images_per_class": 8,  # a smoke run checks that a sweep runs, not its numbers
     "run.progress": False,
 }
 """What ``--smoke`` changes in every trial (datasets and models stay those of the sweep). A smoke run keeps
