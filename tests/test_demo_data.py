@@ -31,7 +31,9 @@ def test_more_test_images_leave_the_training_images_and_the_first_test_images_un
     small = demo.generate(images_per_class=2, test_images_per_class=2, seed=0)
     large = demo.generate(images_per_class=2, test_images_per_class=4, seed=0)
     n = len(small["labels"])  # 96 classes x 2: the block every class gets
-    assert np.array_equal(large["images"][:n], small["images"]) and np.array_equal(large["labels"][:n], small["labels"])
+    assert np.array_equal(large["images"][:n], small["images"]) and np.array_equal(
+        large["labels"][:n], small["labels"]
+    )
     extra = large["labels"][n:]  # two more images of each test class, and of no training class
     classes = demo.class_table()
     test_ids = [c for c, triple in enumerate(classes) if not demo.is_train_class(*triple)]

@@ -297,8 +297,14 @@ def test_how_often_the_test_split_is_evaluated_does_not_change_the_training(tmp_
     last_only = train_trial({**config, "eval.every": 3, "run.out_dir": str(tmp_path / "last")})["history"]
     assert ["test/recall_at_1" in row for row in every_epoch] == [True, True, True]
     assert ["test/recall_at_1" in row for row in last_only] == [False, False, True]
-    trained = [{k: v for k, v in row.items() if k.startswith("train/") and k != "train/seconds"} for row in every_epoch]
-    assert trained == [{k: v for k, v in row.items() if k.startswith("train/") and k != "train/seconds"} for row in last_only]
+
+    def trained(history):
+        return [
+            {k: v for k, v in row.items() if k.startswith("train/") and k != "train/seconds"}
+            for row in history
+        ]
+
+    assert trained(every_epoch) == trained(last_only)
     assert strip_timing(every_epoch)[-1] == strip_timing(last_only)[-1]  # the same model, evaluated the same
 
 

@@ -32,7 +32,7 @@ VERSION = 2
 SIZE = 64  # stored image size; the default crop is 64 as well (see DEFAULT_IMAGE_SIZE)
 RENDER = 128  # drawn at 2x, then downsampled (anti-aliasing)
 IMAGES_PER_CLASS = 24  # every class: its training images, or a test class's first images
-TEST_IMAGES_PER_CLASS = 96  # a test class: those 24 and 72 more, so that test Recall@1 is measured on 4,608 queries
+TEST_IMAGES_PER_CLASS = 96  # a test class: those 24 and 72 more (test Recall@1 on 4,608 queries)
 
 COLOURS = {  # mean RGB; neighbours are close on purpose
     "red": (205, 40, 40),
@@ -142,7 +142,9 @@ def render(colour: str, pattern: str, shape: str, rng: np.random.Generator) -> n
 
 
 def generate(
-    images_per_class: int = IMAGES_PER_CLASS, test_images_per_class: int = TEST_IMAGES_PER_CLASS, seed: int = 0
+    images_per_class: int = IMAGES_PER_CLASS,
+    test_images_per_class: int = TEST_IMAGES_PER_CLASS,
+    seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """All images of all 96 classes; deterministic given the seed (one RNG stream per image).
 
@@ -159,7 +161,7 @@ def generate(
     streams += [[seed, VERSION, c, 10_000 + k] for c in test_ids for k in range(extra)]
     labels = np.concatenate([labels, np.repeat(test_ids, extra)]).astype(np.int64)
     images = np.empty((len(labels), SIZE, SIZE, 3), dtype=np.uint8)
-    for i, (c, stream) in enumerate(zip(labels, streams)):
+    for i, (c, stream) in enumerate(zip(labels, streams, strict=True)):
         images[i] = render(*classes[c], np.random.default_rng(stream))
     return {"images": images, "labels": labels}
 

@@ -60,7 +60,8 @@ def main(experiment: Path, sizes: list[int]) -> None:
         print(
             f"{guidance:5s} {n:3d} per class: {np.mean(values):.2f} +- {np.std(values):.2f} (ddof 0; ddof 1: {np.std(values, ddof=1):.2f})  [{seeds}]"
         )
-    for guidance, per_seed in sorted(hits.items()):  # on the largest split: how much of the spread is per query
+    # On the largest split: how much of the spread is per query.
+    for guidance, per_seed in sorted(hits.items()):
         h = np.stack(per_seed)
         print(
             f"{guidance:5s} {max(sizes)} per class: variance of the seed means {h.mean(1).var(ddof=1):.2f} points^2, of which "
