@@ -1,8 +1,8 @@
 """Demo: the embedded default main job (no downloads, CPU): does language guidance help, over seeds?
 
 Demo dataset (rendered compositional objects, 48 training classes of 24 images / 48 unseen test classes of 96
-images) x guidance {none, elg, plg} x 4 seeds; multisimilarity (the release's), EfficientNet-Lite0 (packaged ImageNet weights) at 64 px, MiniLM
-text encoder, batch 72, lr 2e-4 for 5 epochs with lr x 0.1 for the last (chosen on a validation split by
+images) x guidance {none, elg, plg} x 4 seeds; multisimilarity (the release's), EfficientNet-Lite0 (packaged
+ImageNet weights) at 64 px, MiniLM text encoder, batch 72, lr 2e-4 for 5 epochs with lr x 0.1 for the last (chosen on a validation split by
 sweeps/demo_schedule.py; the paper's 1e-5 barely moves in so short a schedule).
 
 Omega and temperature per guidance mode were chosen on a class-disjoint VALIDATION split by
@@ -52,8 +52,8 @@ def get_config():
         # change of auto: one epoch of none/seed=0 on one thread of a 2-core AMD EPYC took 7.6 s to train and
         # 4.3 s to evaluate, against 12.9 s and 6.2 s contiguous (2026-12-06); the same computation, other kernels.
         "run.memory_format": "channels_last",
-        # The test split once, after the last epoch: its 4,608 images take about 18 s to embed on one thread, 4x
-        # the 24-per-class split the demo evaluated after every epoch before (results/demo/test_split_size.md).
+        # The test split once, after the last epoch: its 4,608 images took 11-13 s to evaluate on one thread in the
+        # reference run, about what the 24-per-class split after every epoch took before (test_split_size.md).
         "eval.every": 5,
     }
 
