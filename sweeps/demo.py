@@ -2,8 +2,8 @@
 
 Demo dataset (rendered compositional objects, 48 training classes of 24 images / 48 unseen test classes of 96
 images) x guidance {none, elg, plg} x 4 seeds; multisimilarity (the release's), EfficientNet-Lite0 (packaged
-ImageNet weights) at 64 px, MiniLM text encoder, batch 72, lr 2e-4 for 5 epochs with lr x 0.1 for the last (chosen on a validation split by
-sweeps/demo_schedule.py; the paper's 1e-5 barely moves in so short a schedule).
+ImageNet weights) at 64 px, MiniLM text encoder, batch 72, lr 2e-4 for 5 epochs with lr x 0.1 for the last
+(chosen on a validation split by sweeps/demo_schedule.py; the paper's 1e-5 barely moves in so short a schedule).
 
 Omega and temperature per guidance mode were chosen on a class-disjoint VALIDATION split by
 sweeps/demo_search.py (run once, results/demo_search/selected.md), never on the test split. The table reports
