@@ -53,7 +53,7 @@ def get_config():
         # 4.3 s to evaluate, against 12.9 s and 6.2 s contiguous (2026-12-06); the same computation, other kernels.
         "run.memory_format": "channels_last",
         # The test split once, after the last epoch: its 4,608 images took 11-13 s to evaluate on one thread in the
-        # reference run, about what the 24-per-class split after every epoch took before (test_split_size.md).
+        # reference run, less than the 24-per-class split took after every epoch (5 x 4.3 s; test_split_size.md).
         "eval.every": 5,
     }
 
