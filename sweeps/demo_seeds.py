@@ -20,6 +20,7 @@ _spec.loader.exec_module(demo)
 
 NAME = "demo_seeds"
 REFERENCE = demo.REFERENCE
+assert "4 seeds per setup" in demo.PROTOCOL, "sweeps/demo.py's PROTOCOL no longer names its seeds"
 PROTOCOL = demo.PROTOCOL.replace("4 seeds per setup", "seeds 4-7 (the demo runs 0-3)")
 get_config = demo.get_config
 derive = demo.derive
