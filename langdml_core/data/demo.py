@@ -12,7 +12,8 @@ blue/purple), patterns are drawn at random scale and angle, objects vary in size
 rotation, and every image has a cluttered background with a distractor shape. With the demo schedule
 the baseline's test Recall@1 stays well below 1.0, so differences between methods can show.
 
-Images are generated on first use (a few seconds) and cached as one .npz under the langdml cache.
+Images are generated on first use (5,760 images: about 27 s on one core) and cached as one .npz under the
+langdml cache.
 """
 
 from __future__ import annotations
