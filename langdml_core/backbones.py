@@ -18,7 +18,7 @@ from torch import nn
 
 from langdml_core.cache import atomic_write, cache_dir, hf_hub_cache, locked
 from langdml_core.config import ModelConfig
-from langdml_core.errors import WeightsError
+from langdml_core.errors import ConfigError, WeightsError
 from langdml_core.registry import Registry
 
 PACKAGED_WEIGHTS = Registry("packaged backbone weights")
@@ -152,11 +152,12 @@ def _from_local_hub_cache(name: str, kwargs: dict) -> nn.Module:
 class EmbeddingModel(nn.Module):
     """Backbone -> global pool -> linear embedding head -> L2 normalisation."""
 
-    def __init__(self, backbone: nn.Module, embed_dim: int, frozen_bn: bool = True):
+    def __init__(self, backbone: nn.Module, embed_dim: int, frozen_bn: bool = True, frozen_stages: int = 0):
         super().__init__()
         self.backbone = backbone
         self.head = nn.Linear(backbone.num_features, embed_dim)
         self.frozen_bn = frozen_bn
+        self.frozen = freeze_stages(backbone, frozen_stages)
         self.data_config = _data_config(backbone)
 
     def forward(self, images: torch.Tensor, return_features: bool = False):
@@ -174,14 +175,40 @@ class EmbeddingModel(nn.Module):
             for module in self.backbone.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
+        if mode:
+            for module in self.frozen:  # a frozen stage is a fixed function: no BN statistics, no dropout
+                module.eval()
         return self
+
+
+def freeze_stages(backbone: nn.Module, n: int) -> list[nn.Module]:
+    """Stop the first ``n`` parameter groups of a timm backbone from training (timm's coarse
+    ``group_matcher``: the stem, then one group per stage); returns their modules. At least one group must
+    stay trainable besides the embedding head."""
+    if n == 0:
+        return []
+    from timm.models._manipulate import group_modules, group_parameters
+
+    matcher = backbone.group_matcher(coarse=True)
+    parameters = group_parameters(backbone, matcher)  # also parameters held by no submodule (ViT's pos_embed)
+    if n >= len(parameters):
+        raise ConfigError(
+            f"model.frozen_stages={n}, but this {type(backbone).__name__} has {len(parameters)} parameter groups "
+            f"(stem and stages); use at most {len(parameters) - 1}."
+        )
+    by_name = dict(backbone.named_parameters())
+    for gid in sorted(parameters)[:n]:
+        for name in parameters[gid]:
+            by_name[name].requires_grad_(False)
+    modules = group_modules(backbone, matcher)
+    return [backbone.get_submodule(name) for gid in sorted(modules)[:n] for name in modules[gid]]
 
 
 def build_model(cfg: ModelConfig) -> EmbeddingModel:
     backbone = create_backbone(
         cfg.backbone, pretrained=cfg.pretrained, weights_file=cfg.weights_file, global_pool=cfg.pool
     )
-    return EmbeddingModel(backbone, cfg.embed_dim, frozen_bn=cfg.frozen_bn)
+    return EmbeddingModel(backbone, cfg.embed_dim, frozen_bn=cfg.frozen_bn, frozen_stages=cfg.frozen_stages)
 
 
 def _data_config(backbone: nn.Module) -> dict:

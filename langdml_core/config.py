@@ -47,6 +47,8 @@ class DataConfig:
     """Train/test classes: official (cars196: ids 1-98 train) or release (cars196: first 98 names in sorted() order; cub200, sop: = official)."""
     val_classes: int = 0
     """Number of training classes held out as a class-disjoint validation split (0 = none)."""
+    train_images_per_class: int = 0
+    """Train on at most this many images of each training class, the first in the split's order (0 = all; the validation classes keep all theirs)."""
     test_images_per_class: int = 0
     """Evaluate on at most this many images of each test class, the first in the split's order (0 = all; quick checks)."""
     num_workers: int = 0
@@ -75,6 +77,8 @@ class ModelConfig:
     """Global pooling of backbone features: avg, max, avgmax."""
     frozen_bn: bool = True
     """Keep BatchNorm layers in eval mode during training (paper default); affine weights still train."""
+    frozen_stages: int = 0
+    """Keep the backbone's first N parameter groups at their pretrained weights (timm's coarse groups: the stem, then one per stage; paper: 0)."""
 
 
 @dataclass
@@ -287,7 +291,9 @@ class TrialConfig:
             "data.image_size",
             "data.resize",
             "data.val_classes",
+            "data.train_images_per_class",
             "data.test_images_per_class",
+            "model.frozen_stages",
             "run.threads",
             "run.max_steps_per_epoch",
             "language.delay",

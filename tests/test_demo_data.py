@@ -8,7 +8,7 @@ from langdml_core.data.base import DATASETS
 
 def test_counts_disjoint_classes_and_unseen_compositions(demo_dataset):
     train, test = demo_dataset.train, demo_dataset.test
-    assert (train.num_classes, test.num_classes, len(train), len(test)) == (48, 48, 48 * 24, 48 * 96)
+    assert (train.num_classes, test.num_classes, len(train), len(test)) == (48, 48, 48 * 48, 48 * 96)
     assert not set(train.class_texts) & set(test.class_texts)
     train_words = [set(t.split()) for t in train.class_texts]
     for text in test.class_texts:
@@ -39,6 +39,44 @@ def test_more_test_images_leave_the_training_images_and_the_first_test_images_un
     test_ids = [c for c, triple in enumerate(classes) if not demo.is_train_class(*triple)]
     assert extra.tolist() == [c for c in test_ids for _ in range(2)]
     assert len({large["images"][i].tobytes() for i in range(len(large["labels"]))}) == len(large["labels"])
+
+
+def test_more_training_images_leave_the_first_images_and_the_test_images_unchanged():
+    """Training classes' extra images come after every other image, on streams of their own, so the 24
+    training images of generator version 2 and every test image are the same images in the same order."""
+    small = demo.generate(images_per_class=2, test_images_per_class=3, seed=0)
+    large = demo.generate(images_per_class=2, test_images_per_class=3, seed=0, train_images_per_class=4)
+    n = len(small["labels"])
+    assert np.array_equal(large["images"][:n], small["images"]) and np.array_equal(
+        large["labels"][:n], small["labels"]
+    )
+    classes = demo.class_table()
+    train_ids = [c for c, triple in enumerate(classes) if demo.is_train_class(*triple)]
+    assert large["labels"][n:].tolist() == [c for c in train_ids for _ in range(2)]
+    assert len({image.tobytes() for image in large["images"]}) == len(large["labels"])
+
+
+def test_a_shortened_training_split_is_the_first_images_of_each_class(demo_dataset):
+    from langdml_core.config import DataConfig
+    from langdml_core.data import build_dataset
+
+    short = build_dataset(DataConfig(name="demo", train_images_per_class=24)).train
+    full = demo_dataset.train
+    assert len(short) == 48 * 24 and short.class_texts == full.class_texts
+    first = np.sort(np.concatenate([np.flatnonzero(full.labels == c)[:24] for c in range(48)]))
+    assert np.array_equal(short.images, full.images[first]) and np.array_equal(
+        short.labels, full.labels[first]
+    )
+    # the training images of the demo until 2026-12-07 (24 per class, generated without the extras)
+    old = demo.generate(images_per_class=24, test_images_per_class=24, seed=0)
+    classes = demo.class_table()
+    train_ids = [c for c, triple in enumerate(classes) if demo.is_train_class(*triple)]
+    assert np.array_equal(short.images, old["images"][np.isin(old["labels"], train_ids)])
+    # with a validation split, the cap shortens the remaining training classes only
+    capped = build_dataset(DataConfig(name="demo", val_classes=12, train_images_per_class=24))
+    whole = build_dataset(DataConfig(name="demo", val_classes=12))
+    assert np.array_equal(capped.val.images, whole.val.images) and len(capped.val) == 12 * 48
+    assert len(capped.train) == 36 * 24 and capped.train.class_texts == whole.train.class_texts
 
 
 def test_registered_and_count_check_runs():

@@ -44,6 +44,7 @@ EVERY_COMMAND = {
     "model.backbone": "resnet50.tv_in1k",
     "model.pretrained": True,
     "model.frozen_bn": True,
+    "model.frozen_stages": 0,  # the whole ResNet-50 trains
     "data.samples_per_class": 2,
     "data.sampler": "release",
     "data.split": "release",

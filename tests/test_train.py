@@ -169,6 +169,62 @@ def test_frozen_bn_keeps_running_statistics(tmp_path):
     assert torch.equal(before, bn.running_mean) and not bn.training and bn.weight.requires_grad
 
 
+def test_frozen_stages_keep_their_pretrained_weights_and_the_rest_trains(tmp_path):
+    """model.frozen_stages=N: the stem and the next N-1 of timm's coarse parameter groups do not move in
+    training, the later stages and the head do; a frozen stage stays in eval mode even with frozen_bn off."""
+    from langdml_core.backbones import build_model
+    from langdml_core.config import ModelConfig
+
+    torch.manual_seed(0)
+    model = build_model(
+        ModelConfig(
+            backbone="test_efficientnet", pretrained=False, embed_dim=8, frozen_bn=False, frozen_stages=2
+        )
+    )
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    names = sorted(frozen)
+    assert names and all(
+        n.startswith(("backbone.conv_stem", "backbone.bn1", "backbone.blocks.0.")) for n in names
+    )
+    assert any(n.startswith("backbone.blocks.0.") for n in names)  # the stem and the first stage
+    moving = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    stem_bn = model.backbone.bn1
+    stats = stem_bn.running_mean.clone()
+    late_bn = model.backbone.blocks[-1][0].bn1
+    assert not stem_bn.training and late_bn.training  # frozen_bn off: only the frozen stages are in eval mode
+    model(torch.randn(4, 3, 32, 32)).sum().backward()
+    optimizer.step()
+    assert torch.equal(stats, stem_bn.running_mean)
+    assert all(torch.equal(frozen[n], p) for n, p in model.named_parameters() if n in frozen)
+    changed = [n for n, p in model.named_parameters() if n in moving and not torch.equal(moving[n], p)]
+    assert any(n.startswith("head.") for n in changed) and any(
+        n.startswith("backbone.blocks.1") for n in changed
+    )
+
+
+def test_freezing_every_stage_is_refused_with_the_number_allowed():
+    import timm
+    from timm.models._manipulate import group_parameters
+
+    from langdml_core.backbones import build_model
+    from langdml_core.config import ModelConfig
+    from langdml_core.errors import ConfigError
+
+    groups = len(
+        group_parameters(
+            m := timm.create_model("test_efficientnet", num_classes=0), m.group_matcher(coarse=True)
+        )
+    )
+    with pytest.raises(
+        ConfigError,
+        match=rf"model.frozen_stages={groups}, .* has {groups} parameter groups.*at most {groups - 1}",
+    ):
+        build_model(ModelConfig(backbone="test_efficientnet", pretrained=False, frozen_stages=groups))
+    build_model(ModelConfig(backbone="test_efficientnet", pretrained=False, frozen_stages=groups - 1))
+
+
 def test_cli_rejects_typo_with_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "langdml_core.runner.cli", "train", "--set", "loss.nmae=margin"],

@@ -32,7 +32,8 @@ __all__ = [
 
 def build_dataset(cfg: DataConfig) -> DMLDataset:
     """Load the named dataset (every image file checked to be whole: a cheap look at its first and last
-    bytes, see ``data.check``), carve the class-disjoint validation split and shorten the test split if asked."""
+    bytes, see ``data.check``); if asked, carve the class-disjoint validation split and keep the first
+    images of each training class (validation classes keep all theirs) and of each test class."""
     root = resolve_root(cfg)
     dataset = DATASETS.create(
         cfg.name, root, layout=cfg.layout, check_counts=cfg.check_counts, split=cfg.split
@@ -40,6 +41,8 @@ def build_dataset(cfg: DataConfig) -> DMLDataset:
     require_readable_images(dataset, root)
     if cfg.val_classes:
         dataset.train, dataset.val = split_validation(dataset.train, cfg.val_classes)
+    if cfg.train_images_per_class:  # after the carve: the validation split does not depend on it
+        dataset.train = dataset.train.first_per_class(cfg.train_images_per_class)
     if cfg.test_images_per_class:
         dataset.test = dataset.test.first_per_class(cfg.test_images_per_class)
     return dataset

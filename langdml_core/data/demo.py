@@ -12,7 +12,7 @@ blue/purple), patterns are drawn at random scale and angle, objects vary in size
 rotation, and every image has a cluttered background with a distractor shape. With the demo schedule
 the baseline's test Recall@1 stays well below 1.0, so differences between methods can show.
 
-Images are generated on first use (5,760 images: about 27 s on one core) and cached as one .npz under the
+Images are generated on first use (6,912 images: about 32 s on one core) and cached as one .npz under the
 langdml cache.
 """
 
@@ -32,7 +32,8 @@ from langdml_core.data.base import check_counts as assert_counts
 VERSION = 2
 SIZE = 64  # stored image size; the default crop is 64 as well (see DEFAULT_IMAGE_SIZE)
 RENDER = 128  # drawn at 2x, then downsampled (anti-aliasing)
-IMAGES_PER_CLASS = 24  # every class: its training images, or a test class's first images
+IMAGES_PER_CLASS = 24  # every class: the first images of a training or of a test class
+TRAIN_IMAGES_PER_CLASS = 48  # a training class: those 24 and 24 more (until 2026-12-07: 24)
 TEST_IMAGES_PER_CLASS = 96  # a test class: those 24 and 72 more (test Recall@1 on 4,608 queries)
 
 COLOURS = {  # mean RGB; neighbours are close on purpose
@@ -146,21 +147,29 @@ def generate(
     images_per_class: int = IMAGES_PER_CLASS,
     test_images_per_class: int = TEST_IMAGES_PER_CLASS,
     seed: int = 0,
+    train_images_per_class: int | None = None,
 ) -> dict[str, np.ndarray]:
     """All images of all 96 classes; deterministic given the seed (one RNG stream per image).
 
     Every class gets ``images_per_class`` images (stream: the image's index in that block, as generator
     version 2 always drew them); then each test class gets ``test_images_per_class - images_per_class`` more
-    (stream: 10,000 + k within its class). So the training images, and a test class's first images, do not
-    depend on how many test images are drawn, and a larger test split contains the smaller one.
+    and each training class ``train_images_per_class - images_per_class`` more (stream: 10,000 + k within its
+    class; ``None``: as many as ``images_per_class``, none more). So a class's first images do not depend on
+    how many more are drawn, and a larger split contains the smaller one in the same order.
     """
     classes = class_table()
     labels = np.repeat(np.arange(len(classes)), images_per_class)
     streams = [[seed, VERSION, int(c), i] for i, c in enumerate(labels)]
-    extra = max(0, test_images_per_class - images_per_class)
-    test_ids = [c for c, triple in enumerate(classes) if not is_train_class(*triple)]
-    streams += [[seed, VERSION, c, 10_000 + k] for c in test_ids for k in range(extra)]
-    labels = np.concatenate([labels, np.repeat(test_ids, extra)]).astype(np.int64)
+    blocks = [labels]
+    for in_train, total in (
+        (False, test_images_per_class),
+        (True, train_images_per_class or images_per_class),
+    ):
+        ids = [c for c, triple in enumerate(classes) if is_train_class(*triple) == in_train]
+        extra = max(0, total - images_per_class)
+        streams += [[seed, VERSION, c, 10_000 + k] for c in ids for k in range(extra)]
+        blocks.append(np.repeat(ids, extra))
+    labels = np.concatenate(blocks).astype(np.int64)
     images = np.empty((len(labels), SIZE, SIZE, 3), dtype=np.uint8)
     for i, (c, stream) in enumerate(zip(labels, streams, strict=True)):
         images[i] = render(*classes[c], np.random.default_rng(stream))
@@ -168,11 +177,12 @@ def generate(
 
 
 def _load_or_generate() -> dict[str, np.ndarray]:
-    target = cache_dir("data") / f"demo_v{VERSION}_{IMAGES_PER_CLASS}_{TEST_IMAGES_PER_CLASS}.npz"
+    counts = f"{IMAGES_PER_CLASS}_{TRAIN_IMAGES_PER_CLASS}_{TEST_IMAGES_PER_CLASS}"
+    target = cache_dir("data") / f"demo_v{VERSION}_{counts}.npz"
     if not target.exists():
         with locked(target):
             if not target.exists():
-                arrays = generate()
+                arrays = generate(train_images_per_class=TRAIN_IMAGES_PER_CLASS)
                 atomic_write(target, lambda tmp: np.savez(open(tmp, "wb"), **arrays))
     with np.load(target) as data:
         return {k: data[k] for k in data.files}
@@ -202,6 +212,7 @@ def build_demo(
         info={
             "generator_version": VERSION,
             "images_per_class": IMAGES_PER_CLASS,
+            "train_images_per_class": TRAIN_IMAGES_PER_CLASS,
             "test_images_per_class": TEST_IMAGES_PER_CLASS,
         },
     )
@@ -215,7 +226,7 @@ def build_demo(
         expected = {
             "train_classes": 48,
             "test_classes": 48,
-            "train_images": 48 * IMAGES_PER_CLASS,
+            "train_images": 48 * TRAIN_IMAGES_PER_CLASS,
             "test_images": 48 * TEST_IMAGES_PER_CLASS,
         }
         assert_counts("demo", Path("<generated>"), found, expected)
