@@ -23,6 +23,7 @@ def get_config():
     return {
         "data.name": "demo",
         "data.val_classes": 12,
+        "data.train_images_per_class": 24,  # as when it ran (its validation classes had 24 images then, 48 now)
         "optim.batch_size": 72,
         "language.guidance": "none",
         "language.omega": 0.0,
