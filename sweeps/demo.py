@@ -17,8 +17,9 @@ in results/demo/ (REFERENCE): every setup's mean test Recall@1 should lie within
 
 Command: python sweeps/demo.py --results results/local   (or: make demo; langdml sweep sweeps/demo.py)
 Trials: 12
-Cost: about 8 minutes on a 2-core CPU (2 trials at a time, 1 CPU each; channels_last made a trial about 2x
-faster, which pays for the 4th seed; evaluating the test split once, after the last epoch, pays for its 4x size).
+Cost: about 8.5 minutes on a 2-core CPU (2 trials at a time, 1 CPU each, about 65 s per trial; the first PLG
+trial also computes the pseudo-labels, about 75 s; channels_last made a trial about 2x faster, which pays for the
+4th seed; evaluating the test split once, after the last epoch, pays for its 4x size).
 """
 
 NAME = "demo"

@@ -12,7 +12,7 @@ blue/purple), patterns are drawn at random scale and angle, objects vary in size
 rotation, and every image has a cluttered background with a distractor shape. With the demo schedule
 the baseline's test Recall@1 stays well below 1.0, so differences between methods can show.
 
-Images are generated on first use (6,912 images: about 32 s on one core) and cached as one .npz under the
+Images are generated on first use (6,912 images: about 30 s on one core) and cached as one .npz under the
 langdml cache.
 """
 
