@@ -1,7 +1,7 @@
 """Demo: the embedded default main job (no downloads, CPU): does language guidance help, over seeds?
 
-Demo dataset (rendered compositional objects, 48 training classes of which the first 36 images each / 48 unseen
-test classes of 96 images) x guidance {none, elg, plg} x 4 seeds; multisimilarity (the release's),
+Demo dataset (rendered compositional objects, 48 training classes, the first 36 of their 48 images each / 48
+unseen test classes of 96 images) x guidance {none, elg, plg} x 4 seeds; multisimilarity (the release's),
 EfficientNet-Lite0 (packaged ImageNet weights) at 64 px, MiniLM text encoder, batch 72, lr 2e-4 for 4 epochs with
 lr x 0.1 for the last. Chosen on a validation split: the schedule by sweeps/demo_schedule.py (the paper's 1e-5
 barely moves in so short a schedule), the training images and epochs within the 10-minute budget by
