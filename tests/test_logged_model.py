@@ -24,6 +24,9 @@ from langdml_core.runner.trial_run import TrialRun
 
 def test_the_logged_network_loads_back_and_embeds_an_image_as_the_trial_did(tmp_path, monkeypatch):
     monkeypatch.setenv("LANGDML_SYSTEM_METRICS", "0")
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)  # MLflow's own default experiment would put the model in ./mlruns here
     config = TrialConfig.from_dict(tiny_trial(tmp_path, **{"model.embed_dim": 16}))
     torch.manual_seed(3)
     trained = build_model(config.model).eval()
@@ -39,6 +42,13 @@ def test_the_logged_network_loads_back_and_embeds_an_image_as_the_trial_did(tmp_
     assert os.environ["MLFLOW_TRACKING_URI"] == elsewhere  # left as it was: later sweeps would inherit it
 
     assert run.client.get_run(run.run_id).data.tags[MODEL_URI_TAG] == model_uri
+    # filed under the trial's experiment, its files beside the store's other artifacts, READY
+    logged = run.client.search_logged_models(experiment_ids=[run.experiment_id])
+    assert [m.model_id for m in logged] == [model_uri.removeprefix("models:/")]
+    assert logged[0].source_run_id == run.run_id and logged[0].status.name == "READY"
+    assert logged[0].params["model.embed_dim"] == "16"
+    assert logged[0].artifact_location.startswith((tmp_path / "mlartifacts").as_uri())
+    assert list(workdir.iterdir()) == []
     with mlflow_tracking_uri(uri):
         info = mlflow.models.get_model_info(model_uri)
     assert info.metadata["image_size"] == 64 and info.metadata["embed_dim"] == 16

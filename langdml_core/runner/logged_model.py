@@ -98,10 +98,19 @@ def log_embedding_model(run, config, state_dict: dict[str, Any], default_image_s
 
     try:
         with mlflow_tracking_uri(run.uri):
+            # Created here in the trial's experiment: left to itself, log_model files the model under the
+            # process's default experiment ("0"), its artifacts in ./mlruns of whatever directory this runs in.
+            logged = mlflow.initialize_logged_model(
+                name=MODEL_NAME,
+                source_run_id=run.run_id,
+                experiment_id=run.experiment_id,
+                params={key: str(value) for key, value in config.flat().items()},
+            )
             info = mlflow.pytorch.log_model(
                 model,
                 name=MODEL_NAME,
                 run_id=run.run_id,
+                model_id=logged.model_id,
                 signature=signature,
                 metadata=metadata,
                 serialization_format="pickle",  # pt2 (torch.export) would fix the batch size of its example
