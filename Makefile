@@ -10,7 +10,10 @@ EXTRAS ?= cpu,demo,dev
 setup: $(STAMP)
 
 # Idempotent: reinstalls only when pyproject.toml changes. pip (not uv) finds the local torch build.
+# The install is ~7 GB (torch's CUDA build runs on the CPU too): a full disk is one sentence, not pip's trace.
 $(STAMP): pyproject.toml
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); test -x $(BIN)/python || test "$$free" -ge 7 || \
+		{ echo "Only $$free GB free under $$(pwd); the install into .venv needs about 7 GB: free space first." >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
