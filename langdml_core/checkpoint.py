@@ -23,6 +23,12 @@ KEEP = 2
 _NAME = re.compile(r"^checkpoint_epoch(\d+)\.pt$")
 
 
+def evaluated_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """The network weights a checkpoint's trial evaluated: the moving average when it kept one (optim.ema),
+    else the last iterate."""
+    return state["ema"] if "ema" in state else state["model"]
+
+
 def save(directory: Path, epoch: int, state: dict[str, Any]) -> Path:
     directory = Path(directory)
     target = directory / f"checkpoint_epoch{epoch:04d}.pt"

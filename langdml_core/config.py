@@ -143,6 +143,10 @@ class OptimConfig:
     """Epochs at which the learning rate is multiplied by gamma (release: constant)."""
     gamma: float = 1.0
     """Multiplicative learning-rate decay at each milestone."""
+    ema: float = 0.0
+    """Decay of an exponential moving average of the network's weights (and BatchNorm statistics), updated
+    after every step; when > 0 the average is what is evaluated, checkpointed beside the weights and logged
+    (0 = off: the last iterate, the release)."""
 
 
 @dataclass
@@ -311,6 +315,8 @@ class TrialConfig:
             raise ConfigError(f"optim.milestones={o.milestones!r} must be a list of positive epoch numbers.")
         if o.gamma <= 0:
             raise ConfigError(f"optim.gamma={o.gamma} must be > 0.")
+        if not 0 <= o.ema < 1:
+            raise ConfigError(f"optim.ema={o.ema} must lie in [0, 1) (0 = off; e.g. 0.9 averages ~10 steps).")
         if not 0 <= self.run.seed < 2**32:
             raise ConfigError(f"run.seed={self.run.seed} must lie in 0..2**32-1 (numpy's seed range).")
         for name, value in self.loss.kwargs.items():

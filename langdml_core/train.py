@@ -139,6 +139,8 @@ def run(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=cfg.optim.milestones, gamma=cfg.optim.gamma
     )
+    average = weight_average(model, cfg.optim.ema)  # None when optim.ema is 0
+    evaluated = average.module if average is not None else model
 
     # ---- resume ---------------------------------------------------------------------------------
     history: list[dict[str, Any]] = []
@@ -148,6 +150,9 @@ def run(
         criterion.load_state_dict(state["loss"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if average is not None:
+            average.module.load_state_dict(state["ema"])
+            average.n_averaged.fill_(int(state["ema_steps"]))
         torch.set_rng_state(state["torch_rng"])
         history = list(state["history"])
         start_epoch = int(state["epoch"]) + 1
@@ -187,6 +192,8 @@ def run(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if average is not None:
+                average.update_parameters(model)
             last_finite = values
             for name, value in values.items():
                 sums[name] += value
@@ -202,7 +209,7 @@ def run(
         if epoch % cfg.eval.every == 0 or epoch == cfg.run.epochs:
             eval_started = time.perf_counter()
             for split, split_loader in eval_loaders.items():
-                emb, lab = embed(model, split_loader, device, precision=cfg.eval.precision)
+                emb, lab = embed(evaluated, split_loader, device, precision=cfg.eval.precision)
                 if split == "test" and epoch == cfg.run.epochs:  # kept for later analysis, and logged by Tune
                     save_embeddings(out_dir / EMBEDDINGS_FILE, emb, lab, dataset.test.class_texts)
                     write_retrieval_examples(out_dir / EXAMPLES_FILE, emb, lab, dataset.test)
@@ -219,6 +226,7 @@ def run(
             "loss": criterion.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
+            **({"ema": evaluated.state_dict(), "ema_steps": int(average.n_averaged)} if average else {}),
             "torch_rng": torch.get_rng_state(),
             "history": history,
             "extra": dict(extra_state or {}),  # e.g. the MLflow run id of a Tune trial
@@ -272,6 +280,17 @@ def build_guidance(cfg: TrialConfig, train, device: torch.device, out_dir: Path)
         mask_same_class=lang.mask_same_class,
         delay=lang.delay,
     ).to(device)
+
+
+def weight_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of ``model``'s parameters and buffers (BatchNorm statistics), taken by
+    ``update_parameters`` after each step (the first update copies the weights), or None when ``decay`` is 0.
+    Its ``module`` is what a trial with optim.ema > 0 evaluates."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def seed_everything(seed: int) -> None:

@@ -76,6 +76,7 @@ def test_release_recipe_options_default_to_the_standard_protocol_and_fp32():
         ("eval.precision", "fp16", "expected one of: fp32, bf16, auto"),
         ("eval.nmi_clusters", "val", "expected one of: test, train"),
         ("data.num_workers", -2, "must be >= 0, or -1 for workers from the trial's CPU share"),
+        ("optim.ema", 1.0, r"optim.ema=1.0 must lie in \[0, 1\)"),
     ],
 )
 def test_bad_values_give_one_sentence(key, value, fragment):

@@ -41,6 +41,7 @@ EVERY_COMMAND = {
     "optim.weight_decay": 4e-4,
     "optim.milestones": [],
     "optim.gamma": 1.0,
+    "optim.ema": 0.0,  # the last iterate is evaluated
     "model.backbone": "resnet50.tv_in1k",
     "model.pretrained": True,
     "model.frozen_bn": True,

@@ -70,6 +70,74 @@ def test_resume_after_a_crash_gives_the_same_result_as_an_uninterrupted_run(tmp_
     assert strip_timing(resumed["history"]) == strip_timing(straight["history"])
 
 
+def test_weight_average_is_the_naive_exponential_average_of_weights_and_statistics():
+    """optim.ema=d: after step t the average is e_t = d * e_{t-1} + (1 - d) * w_t, with e_1 = w_1 (the first
+    update copies), for parameters and BatchNorm statistics alike; the trained network is untouched."""
+    from langdml_core.train import weight_average
+
+    assert weight_average(torch.nn.Linear(2, 2), 0.0) is None
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    average = weight_average(model, 0.75)
+    naive = None
+    for _ in range(4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model.train()(torch.randn(8, 3))  # moves the running statistics
+        current = {
+            k: v.detach().clone().double() for k, v in model.state_dict().items() if v.is_floating_point()
+        }
+        naive = current if naive is None else {k: 0.75 * naive[k] + 0.25 * current[k] for k in naive}
+        average.update_parameters(model)
+    got = average.module.state_dict()
+    for key, value in naive.items():
+        torch.testing.assert_close(got[key].double(), value, rtol=1e-6, atol=1e-6)
+    assert not torch.equal(got["0.weight"], model.state_dict()["0.weight"])
+
+
+def test_a_weight_averaged_trial_evaluates_the_average_and_resumes_exactly(tmp_path):
+    """With optim.ema the test metrics are the average's (recomputed from the checkpoint's averaged weights),
+    the last iterate is kept for training on, and a crash after epoch 1 resumes to the same history."""
+    from langdml_core import checkpoint
+    from langdml_core.backbones import build_model
+    from langdml_core.data import build_dataset, eval_loader
+    from langdml_core.data.transforms import eval_transform
+    from langdml_core.evaluate import embed, retrieval_metrics
+
+    config = tiny_trial(tmp_path / "a", **{"optim.ema": 0.5, "optim.lr": 1e-2})
+    states = []
+    straight = train_trial(config, on_epoch_end=lambda row, state: states.append(state))
+    plain = train_trial(tiny_trial(tmp_path / "p", **{"optim.lr": 1e-2}))
+    assert strip_timing(plain["history"]) != strip_timing(straight["history"])
+    final = states[-1]
+    assert final["ema_steps"] == 6 and checkpoint.evaluated_weights(final) is final["ema"]
+    assert not torch.equal(final["ema"]["head.weight"], final["model"]["head.weight"])
+
+    cfg = TrialConfig.from_dict(config)
+    model = build_model(cfg.model)
+    model.load_state_dict(final["ema"])
+    norm = model.data_config
+    test = build_dataset(cfg.data).test
+    loader = eval_loader(
+        test, eval_transform(64, norm["mean"], norm["std"], norm["interpolation"]), batch_size=256
+    )
+    again = retrieval_metrics(*embed(model.eval(), loader, torch.device("cpu")), ks=[1, 2, 4, 8])
+    assert again["recall_at_1"] == straight["final"]["test/recall_at_1"]
+
+    def crash_after_first_epoch(row, state):
+        if row["epoch"] == 1:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_trial(
+            tiny_trial(tmp_path / "b", **{"optim.ema": 0.5, "optim.lr": 1e-2}),
+            on_epoch_end=crash_after_first_epoch,
+        )
+    resumed = train_trial(tiny_trial(tmp_path / "b", **{"optim.ema": 0.5, "optim.lr": 1e-2}))
+    assert strip_timing(resumed["history"]) == strip_timing(straight["history"])
+
+
 def test_a_finished_run_is_not_run_again_and_changes_no_file(tmp_path, monkeypatch):
     first = train_trial(tiny_trial(tmp_path))
     out = tmp_path / "run"

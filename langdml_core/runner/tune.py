@@ -79,6 +79,7 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
     import torch
     from ray import tune
 
+    from langdml_core.checkpoint import evaluated_weights
     from langdml_core.evaluate import EMBEDDINGS_FILE
     from langdml_core.evaluate.examples import EXAMPLES_FILE
     from langdml_core.runner.logged_model import log_embedding_model
@@ -142,10 +143,11 @@ def trainable(params: dict[str, Any], tracking: dict[str, str], trials: Trials) 
         run.end("FAILED")
         raise UserError(json.loads(failed.read_text())["error"] + " (not retried: it would recur)")
 
-    final = {"model": (resume_state or {}).get("model")}  # the newest weights: the logged model's
+    # the newest evaluated weights (the moving average with optim.ema): the logged model's
+    final = {"model": evaluated_weights(resume_state) if resume_state else None}
 
     def report(row: dict[str, Any], state: dict[str, Any]) -> None:
-        final["model"] = state["model"]
+        final["model"] = evaluated_weights(state)
         run.log_epoch(row)
         extra["mlflow_run_id"] = extra["mlflow_run_id"] or run.run_id
         with tempfile.TemporaryDirectory() as directory:
