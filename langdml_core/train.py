@@ -226,11 +226,12 @@ def run(
             "loss": criterion.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            **({"ema": evaluated.state_dict(), "ema_steps": int(average.n_averaged)} if average else {}),
             "torch_rng": torch.get_rng_state(),
             "history": history,
             "extra": dict(extra_state or {}),  # e.g. the MLflow run id of a Tune trial
         }
+        if average is not None:  # the weights evaluated, beside those trained on
+            state.update(ema=evaluated.state_dict(), ema_steps=int(average.n_averaged))
         if local_checkpoints:
             checkpoint.save(out_dir, epoch, state)
         if on_epoch_end is not None:  # under Tune: reports the epoch and stores its checkpoint
