@@ -389,6 +389,24 @@ def test_fake_gpus_pack_two_trials_per_gpu_and_run_on_cpu(tmp_path):
     assert all("test/recall_at_1" in m["final"] for m in metrics)  # they ran (on CPU: no CUDA here)
 
 
+def test_trials_start_seed_by_seed_in_the_sweeps_order_within_a_seed():
+    """Tune gets the grid seed-major: every setup's first seed before any setup's second, so the demo's two
+    PLG trials (one computes the pseudo-labels, the other would wait on its lock) do not start side by side."""
+    from langdml_core.runner.state import execution_order, trials_table
+
+    demo = trials_table(load_sweep(ROOT / "sweeps" / "demo.py").trials)
+    assert list(demo)[:5] == ["none/seed=0", "none/seed=1", "none/seed=2", "none/seed=3", "elg/seed=0"]
+    order = execution_order(demo)
+    assert order[:6] == ["none/seed=0", "elg/seed=0", "plg/seed=0", "none/seed=1", "elg/seed=1", "plg/seed=1"]
+    assert sorted(order) == sorted(demo) and [demo[n]["varied"]["run.seed"] for n in order] == sorted(
+        demo[n]["varied"]["run.seed"] for n in order
+    )
+    seeds = trials_table(load_sweep(ROOT / "sweeps" / "demo_seeds.py").trials)  # seeds 4-7: their own ranks
+    assert execution_order(seeds)[:3] == ["none/seed=4", "elg/seed=4", "plg/seed=4"]
+    unseeded = trials_table(load_sweep(TINY, overrides=["run.seed=3"]).trials)  # no swept seed: as declared
+    assert execution_order(unseeded) == list(unseeded)
+
+
 def test_resume_refuses_tune_state_of_other_trials_and_names_the_difference(tmp_path):
     from langdml_core.runner.state import load_trials, store_trials, trials_table
 

@@ -28,6 +28,19 @@ def trials_table(trials) -> Trials:
     return json.loads(json.dumps({t.name: {"config": t.config, "varied": t.varied} for t in trials}))
 
 
+def execution_order(trials: Trials) -> list[str]:
+    """Trial names in the order Tune starts them: seed by seed (every setup's first seed, then every setup's
+    second, ...), the sweep's own order within a seed. A sweep stopped halfway has every setup at its first
+    seeds, not half of its setups at all of them; and trials that share one-off work (a setup's PLG
+    pseudo-labels, its language tables) do not start side by side, where one would wait on the other's cache
+    lock instead of training. Without a swept run.seed: the sweep's order."""
+    seeds = [trial["varied"].get("run.seed") for trial in trials.values()]
+    if any(seed is None for seed in seeds):
+        return list(trials)
+    rank = {seed: i for i, seed in enumerate(dict.fromkeys(seeds))}
+    return sorted(trials, key=lambda name: rank[trials[name]["varied"]["run.seed"]])  # stable within a seed
+
+
 MLFLOW_IDS_FILE = "langdml_mlflow.json"
 """Beside Tune's state: [experiment id, parent run id] of the sweep run it belongs to (a resumed sweep
 continues its own MLflow runs, found by these ids, never by names)."""

@@ -48,6 +48,7 @@ from langdml_core.runner.state import (
     Trials,
     claim_state,
     clear_failure_markers,
+    execution_order,
     load_mlflow_ids,
     load_trials,
     store_json,
@@ -363,7 +364,7 @@ def run_sweep(
         clear_failure_markers(experiment_path)
     started = prepare(sweep, args, experiment_path, restore, parent)
     resources = {"cpu": args.cpus_per_trial, "gpu": gpus_per_trial(args.gpus_per_trial, sweep.trials)}
-    param_space = {"trial": tune.grid_search(list(trials))}
+    param_space = {"trial": tune.grid_search(execution_order(trials))}  # a restore keeps its own order
     fn = trainable_for(started.tracking, trials, resources)
     if restore:
         tuner = tune.Tuner.restore(
