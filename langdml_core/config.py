@@ -47,6 +47,10 @@ class DataConfig:
     """Train/test classes: official (cars196: ids 1-98 train) or release (cars196: first 98 names in sorted() order; cub200, sop: = official)."""
     val_classes: int = 0
     """Number of training classes held out as a class-disjoint validation split (0 = none)."""
+    val_fold: int = 0
+    """Which data.val_classes classes are held out: fold k takes the k-th block of that many in one fixed
+    permutation of the training classes (0 = the first block), so folds 0..K-1 are disjoint: class-disjoint
+    cross-validation."""
     train_images_per_class: int = 0
     """Train on at most this many images of each training class, the first in the split's order (0 = all; the validation classes keep all theirs)."""
     test_images_per_class: int = 0
@@ -295,6 +299,7 @@ class TrialConfig:
             "data.image_size",
             "data.resize",
             "data.val_classes",
+            "data.val_fold",
             "data.train_images_per_class",
             "data.test_images_per_class",
             "model.frozen_stages",
@@ -305,6 +310,10 @@ class TrialConfig:
         ):
             if self.flat()[key] < 0:
                 raise ConfigError(f"{key}={self.flat()[key]} must be >= 0.")
+        if d.val_fold and not d.val_classes:
+            raise ConfigError(
+                f"data.val_fold={d.val_fold} needs a validation split: set data.val_classes > 0 as well."
+            )
         if d.num_workers < -1:
             raise ConfigError(
                 f"data.num_workers={d.num_workers} must be >= 0, or -1 for workers from the trial's CPU share."

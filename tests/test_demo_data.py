@@ -79,6 +79,29 @@ def test_a_shortened_training_split_is_the_first_images_of_each_class(demo_datas
     assert len(capped.train) == 36 * 24 and capped.train.class_texts == whole.train.class_texts
 
 
+def test_validation_folds_partition_the_training_classes(demo_dataset):
+    """data.val_fold=k holds out the k-th block of data.val_classes classes of one fixed permutation: folds
+    0..3 of 12 are disjoint and cover all 48 training classes (class-disjoint cross-validation); fold 0 is the
+    validation split as it was before folds existed; a fold past the last is refused in one sentence."""
+    from langdml_core.config import DataConfig, TrialConfig
+    from langdml_core.data import DatasetError, build_dataset
+    from langdml_core.errors import ConfigError
+
+    texts = demo_dataset.train.class_texts
+    folds = [build_dataset(DataConfig(name="demo", val_classes=12, val_fold=k)) for k in range(4)]
+    held = [set(f.val.class_texts) for f in folds]
+    assert all(len(h) == 12 for h in held) and set().union(*held) == set(texts)
+    assert all(not (held[i] & held[j]) for i in range(4) for j in range(i + 1, 4))
+    for fold, h in zip(folds, held, strict=True):
+        assert set(fold.train.class_texts) == set(texts) - h and len(fold.val) == 12 * 48
+    before = sorted(np.random.default_rng(12345).permutation(48)[:12])  # the carve's fixed choice
+    assert held[0] == {texts[c] for c in before}
+    with pytest.raises(DatasetError, match=r"data.val_fold=4 must lie in 0..3: 48 training classes hold 4"):
+        build_dataset(DataConfig(name="demo", val_classes=12, val_fold=4))
+    with pytest.raises(ConfigError, match=r"data.val_fold=1 needs a validation split"):
+        TrialConfig.from_dict({"data.val_fold": 1})
+
+
 def test_registered_and_count_check_runs():
     dataset = DATASETS.create("demo", "", layout="auto", check_counts=True)
     assert dataset.default_image_size == 64

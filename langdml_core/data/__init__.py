@@ -40,7 +40,7 @@ def build_dataset(cfg: DataConfig) -> DMLDataset:
     )
     require_readable_images(dataset, root)
     if cfg.val_classes:
-        dataset.train, dataset.val = split_validation(dataset.train, cfg.val_classes)
+        dataset.train, dataset.val = split_validation(dataset.train, cfg.val_classes, cfg.val_fold)
     if cfg.train_images_per_class:  # after the carve: the validation split does not depend on it
         dataset.train = dataset.train.first_per_class(cfg.train_images_per_class)
     if cfg.test_images_per_class:

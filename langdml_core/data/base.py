@@ -280,12 +280,20 @@ def split_counts(train: ImageSet, test: ImageSet) -> dict[str, int]:
     }
 
 
-def split_validation(train: ImageSet, n_val: int) -> tuple[ImageSet, ImageSet]:
-    """Hold out ``n_val`` whole training classes (fixed choice, independent of the run seed)."""
+def split_validation(train: ImageSet, n_val: int, fold: int = 0) -> tuple[ImageSet, ImageSet]:
+    """Hold out ``n_val`` whole training classes (fixed choice, independent of the run seed): the ``fold``-th
+    block of ``n_val`` in one fixed permutation of the classes, so that folds never share a class."""
     if not 0 < n_val <= train.num_classes - 2:
         raise DatasetError(
             f"data.val_classes={n_val} must leave at least 2 training classes out of {train.num_classes}."
         )
+    folds = train.num_classes // n_val
+    if not 0 <= fold < folds:
+        raise DatasetError(
+            f"data.val_fold={fold} must lie in 0..{folds - 1}: {train.num_classes} training classes hold "
+            f"{folds} disjoint blocks of data.val_classes={n_val}."
+        )
     order = np.random.default_rng(12345).permutation(train.num_classes)
-    val_classes, train_classes = sorted(order[:n_val]), sorted(order[n_val:])
+    held = order[fold * n_val : (fold + 1) * n_val]
+    val_classes, train_classes = sorted(held), sorted(np.setdiff1d(order, held))
     return train.subset_classes(train_classes, "train"), train.subset_classes(val_classes, "val")
