@@ -217,8 +217,9 @@ def loss_kwargs(loss: str, c: Cell) -> Sourced:
         )
     if loss == "margin":
         return Sourced(
-            {"formulation": "release"},
-            f"{CODE}: distance-weighted mining without the 1.4 cut-off, one triplet per anchor",
+            {"formulation": "release", "count": "triplets"},
+            f"{CODE}: distance-weighted mining without the 1.4 cut-off, one triplet per anchor; divided by the "
+            "triplets with a non-zero term (criteria/margin.py's (pos_loss>0.)+(neg_loss>0.) is a bool OR)",
         )
     kwargs = {
         "base": "multisimilarity",

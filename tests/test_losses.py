@@ -35,8 +35,8 @@ PAPER_HPARAMS: dict[str, dict] = {
     # Margin 0.2, class-wise beta 1.2 at lr 5e-4, lower cut-off 0.5, NO upper cut-off, no regulariser.
     "margin": {
         "formulation": "release", "margin": 0.2, "beta": 1.2, "nu": 0.0, "beta_lr": 5e-4, "cutoff": 0.5,
-        "nonzero_loss_cutoff": 0.0, "distance": "euclidean", "miner": "distance_weighted_release",
-        "reducer": "nonzero_terms", "classwise_beta": True,
+        "nonzero_loss_cutoff": 0.0, "count": "terms", "distance": "euclidean",
+        "miner": "distance_weighted_release", "reducer": "nonzero_terms", "classwise_beta": True,
     },
     "proxy_anchor": {
         "alpha": 32.0, "margin": 0.1, "proxy_lr_mult": 100.0,
@@ -206,14 +206,20 @@ def ref_multisimilarity_release(x: np.ndarray, y: np.ndarray, h: dict, ctx: dict
 
 
 def ref_margin_release(x: np.ndarray, y: np.ndarray, h: dict, ctx: dict) -> float:
-    """method.md section 11: hinge terms of the mined triplets over the number of non-zero terms."""
+    """method.md section 11: hinge terms of the mined triplets over the number of non-zero terms
+    (count="terms"), or over the number of triplets with a non-zero term (count="triplets": the release's
+    code, whose bool + bool is a logical OR)."""
     d, beta = _euclid_release(x), ctx["beta"]
-    terms = []
+    triplets = []
     for a, p, n in zip(*ctx["mined"], strict=True):
         b = beta[y[a]]
-        terms += [max(0.0, d[a][p] - b + h["margin"]), max(0.0, b - d[a][n] + h["margin"])]
-    nonzero = sum(v > 0 for v in terms)
-    return sum(terms) / nonzero if nonzero else sum(terms)
+        triplets.append((max(0.0, d[a][p] - b + h["margin"]), max(0.0, b - d[a][n] + h["margin"])))
+    total = sum(pos + neg for pos, neg in triplets)
+    if h["count"] == "triplets":
+        nonzero = sum(pos > 0 or neg > 0 for pos, neg in triplets)
+    else:
+        nonzero = sum(int(pos > 0) + int(neg > 0) for pos, neg in triplets)  # ints: numpy bools would OR
+    return total / nonzero if nonzero else total
 
 
 def ref_margin(x: np.ndarray, y: np.ndarray, h: dict, ctx: dict) -> float:
@@ -452,6 +458,36 @@ def test_release_margin_loss_is_divided_by_the_non_zero_terms(device: torch.devi
     value = loss(x, y, indices=indices)["dml_loss"].item()
     ctx = {"beta": loss.beta.detach().cpu().numpy(), "mined": [t.cpu().numpy() for t in indices]}
     assert value == pytest.approx(ref_margin_release(x_np, y_np, loss.hparams, ctx), rel=1e-12)
+
+
+def test_release_margin_count_triplets_divides_as_the_release_code_runs(device: torch.device) -> None:
+    """criteria/margin.py (release) divides by torch.sum((pos_loss > 0.) + (neg_loss > 0.)): bool + bool is
+    a logical OR in torch, so a triplet with both hinge terms active counts once. count="triplets" (what the
+    paper sweeps select) computes exactly that; count="terms" (method.md's wording, the default) counts it
+    twice. The batch has triplets with both terms active, so the two differ."""
+    x_np, y_np = make_batch(spread=2.0)  # loose classes: large d_ap and small d_an, both hinges active
+    x, y = torch.tensor(x_np, device=device), torch.tensor(y_np, device=device)
+    indices = tuple(torch.tensor(i, device=device) for i in ([0, 3, 6, 9], [1, 4, 7, 10], [6, 9, 0, 3]))
+    values = {}
+    for count in ("terms", "triplets"):
+        loss = make_loss("margin", {"count": count})
+        assert loss.hparams["reducer"] == f"nonzero_{count}"
+        values[count] = loss(x, y, indices=indices)["dml_loss"].item()
+        ctx = {"beta": loss.beta.detach().cpu().numpy(), "mined": [t.cpu().numpy() for t in indices]}
+        assert values[count] == pytest.approx(ref_margin_release(x_np, y_np, loss.hparams, ctx), rel=1e-12)
+    # the release's own expression, evaluated by torch, on this batch's hinge terms
+    a, p, n = indices
+    beta = loss.beta[y[a]]
+    pos_loss = torch.relu((x[a] - x[p]).pow(2).sum(1).add(1e-8).sqrt() - beta + 0.2)
+    neg_loss = torch.relu(beta - (x[a] - x[n]).pow(2).sum(1).add(1e-8).sqrt() + 0.2)
+    both = int(((pos_loss > 0) & (neg_loss > 0)).sum())
+    assert both > 0  # else the two counts could not differ
+    pair_count = torch.sum((pos_loss > 0.0) + (neg_loss > 0.0)).to(torch.float)
+    release = (torch.sum(pos_loss + neg_loss) / pair_count).item()
+    assert values["triplets"] == pytest.approx(release, rel=1e-12)
+    assert values["terms"] < values["triplets"]
+    with pytest.raises(ConfigError, match=r"loss.kwargs.count='pairs' of loss 'margin' is not valid"):
+        build_loss("margin", NUM_CLASSES, EMBED_DIM, {"count": "pairs"})
 
 
 @pytest.mark.parametrize("name", LOSSES.names())

@@ -156,6 +156,16 @@ def test_cells_outside_the_release_are_marked_derived_or_stand_in():
     assert sop.sources["loss.kwargs"].startswith("stand-in: feat_distill_weight <- stand-in")
 
 
+@pytest.mark.parametrize("dataset", ["cub200", "cars196", "sop"])
+def test_margin_cells_divide_as_the_release_code_runs(dataset):
+    """The release's criteria/margin.py divides by torch.sum((pos_loss > 0.) + (neg_loss > 0.)), a bool OR:
+    the triplets with a non-zero hinge term (tests/test_losses.py checks the expression's value). Every
+    margin cell of Table 1 selects that divisor (count="triplets"), not method.md's "non-zero terms"."""
+    for trial in trials(TABLE1, dataset, "margin"):
+        assert trial.config["loss.kwargs"] == {"formulation": "release", "count": "triplets"}
+        assert "bool OR" in trial.sources["loss.kwargs"]
+
+
 @pytest.mark.parametrize("sweep", [TABLE1, BEST_512], ids=lambda s: s.name)
 def test_every_value_has_a_source(sweep):
     for trial in sweep.trials:

@@ -83,14 +83,25 @@ class ReleaseDistanceWeightedMiner(nn.Module):
         return anchors, positives, negatives
 
 
+MARGIN_COUNTS = ("terms", "triplets")
+"""What the release's margin loss divides by: ``terms`` = the number of non-zero hinge terms (method
+section 11 as written); ``triplets`` = the number of triplets with at least one non-zero term, what the
+release's code computes: ``torch.sum((pos_loss > 0.) + (neg_loss > 0.))`` adds two bool tensors, which torch
+(>= 1.2, as the release installs) evaluates as a logical OR, so a triplet with both terms active counts once."""
+
+
 class ReleaseMarginLoss(nn.Module):
     """sum over triplets of relu(d_ap - beta_y + m) + relu(beta_y - d_an + m), divided by the number of
-    non-zero terms (the plain sum when there are none); beta per class, y = the anchor's class. ``nu`` > 0
-    adds nu * sum of the triplets' beta_y (a regulariser; nu = 0 in every release run)."""
+    non-zero terms (``count="terms"``) or of triplets with a non-zero term (``count="triplets"``, the
+    release's code; :data:`MARGIN_COUNTS`), the plain sum when there are none; beta per class, y = the
+    anchor's class. ``nu`` > 0 adds nu * sum of the triplets' beta_y (a regulariser; nu = 0 in every release
+    run)."""
 
-    def __init__(self, num_classes: int, margin: float, beta: float, nu: float):
+    def __init__(self, num_classes: int, margin: float, beta: float, nu: float, count: str = "terms"):
         super().__init__()
-        self.margin, self.nu = margin, nu
+        if count not in MARGIN_COUNTS:
+            raise ValueError(f"count={count!r} must be one of {MARGIN_COUNTS}")
+        self.margin, self.nu, self.count = margin, nu, count
         self.beta = nn.Parameter(torch.full((num_classes,), float(beta)))
 
     def forward(self, embeddings: Tensor, labels: Tensor, indices: Indices) -> Tensor:
@@ -104,5 +115,8 @@ class ReleaseMarginLoss(nn.Module):
         pos_loss = F.relu(d_ap - beta + self.margin)
         neg_loss = F.relu(beta - d_an + self.margin)
         total = (pos_loss + neg_loss).sum()
-        nonzero = int((pos_loss > 0).sum() + (neg_loss > 0).sum())
+        if self.count == "triplets":
+            nonzero = int(((pos_loss > 0) | (neg_loss > 0)).sum())
+        else:
+            nonzero = int((pos_loss > 0).sum() + (neg_loss > 0).sum())
         return (total / nonzero if nonzero else total) + self.nu * beta.sum()

@@ -10,6 +10,7 @@ from torch import nn
 from langdml_core.config import ConfigError
 from langdml_core.losses.base import FORMULATIONS, DMLLoss, check_choice, register_loss
 from langdml_core.losses.release import (
+    MARGIN_COUNTS,
     ReleaseDistanceWeightedMiner,
     ReleaseMarginLoss,
     ReleaseMultiSimilarityLoss,
@@ -50,7 +51,9 @@ class Margin(DMLLoss):
 
     ``formulation="release"`` (default): one triplet per anchor, the negative drawn among all different-class
     samples of the batch (``ReleaseDistanceWeightedMiner``), the sum of the hinge terms divided by the
-    number of non-zero terms (``ReleaseMarginLoss``). ``"pml"``: pytorch-metric-learning's
+    number of non-zero terms (``count="terms"``, method section 11 as written) or by the number of triplets
+    with a non-zero term (``count="triplets"``: what the release's code computes, which the paper sweeps
+    select; ``ReleaseMarginLoss``, ``MARGIN_COUNTS``). ``"pml"``: pytorch-metric-learning's
     DistanceWeightedMiner (several triplets per anchor) and MarginLoss (divisor reducer).
     ``nonzero_loss_cutoff`` drops negatives at or beyond that distance in both; 0 = no upper cut-off
     (the release disabled it: "made the results slightly worse"). langdml before 2026-12 ran
@@ -65,15 +68,17 @@ class Margin(DMLLoss):
         "beta_lr": 5e-4,
         "cutoff": 0.5,
         "nonzero_loss_cutoff": 0.0,
+        "count": "terms",
     }
     fixed = {"distance": "euclidean", "classwise_beta": True}
 
     def build_pml(self) -> nn.Module:
         h = self.hparams
         check_choice(self.name, "formulation", h["formulation"], FORMULATIONS)
+        check_choice(self.name, "count", h["count"], MARGIN_COUNTS)
         if h["formulation"] == "release":
-            h.update(miner="distance_weighted_release", reducer="nonzero_terms")
-            return ReleaseMarginLoss(self.num_classes, h["margin"], h["beta"], h["nu"])
+            h.update(miner="distance_weighted_release", reducer=f"nonzero_{h['count']}")
+            return ReleaseMarginLoss(self.num_classes, h["margin"], h["beta"], h["nu"], h["count"])
         h.update(miner="distance_weighted", reducer="divisor")
         return pml_losses.MarginLoss(
             margin=h["margin"], nu=h["nu"], beta=h["beta"], learn_beta=True, num_classes=self.num_classes
