@@ -84,8 +84,8 @@ class ReleaseDistanceWeightedMiner(nn.Module):
 
 
 MARGIN_COUNTS = ("terms", "triplets")
-"""What the release's margin loss divides by: ``terms`` = the number of non-zero hinge terms (method
-section 11 as written); ``triplets`` = the number of triplets with at least one non-zero term, what the
+"""What the release's margin loss divides by: ``terms`` = the number of non-zero hinge terms (the
+formula as usually stated); ``triplets`` = the number of triplets with at least one non-zero term, what the
 release's code computes: ``torch.sum((pos_loss > 0.) + (neg_loss > 0.))`` adds two bool tensors, which torch
 (>= 1.2, as the release installs) evaluates as a logical OR, so a triplet with both terms active counts once."""
 

@@ -51,7 +51,7 @@ class Margin(DMLLoss):
 
     ``formulation="release"`` (default): one triplet per anchor, the negative drawn among all different-class
     samples of the batch (``ReleaseDistanceWeightedMiner``), the sum of the hinge terms divided by the
-    number of non-zero terms (``count="terms"``, method section 11 as written) or by the number of triplets
+    number of non-zero terms (``count="terms"``, the formula as usually stated) or by the number of triplets
     with a non-zero term (``count="triplets"``: what the release's code computes, which the paper sweeps
     select; ``ReleaseMarginLoss``, ``MARGIN_COUNTS``). ``"pml"``: pytorch-metric-learning's
     DistanceWeightedMiner (several triplets per anchor) and MarginLoss (divisor reducer).
