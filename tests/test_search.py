@@ -66,7 +66,8 @@ def test_tune_omega_lists_proposals_then_the_retrain():
     cars = load_sweep(TUNE, overrides=["data.name=cars196", "loss.name=margin"])
     assert cars.base_config["data.name"] == "cars196" and cars.base_config["optim.batch_size"] == 108
     assert cars.base_config["run.epochs"] == 250 and cars.base_config["loss.kwargs"] == {
-        "formulation": "release"
+        "formulation": "release",
+        "count": "triplets",  # the release's margin divisor (tests/test_paper_recipe.py)
     }
     assert searched_name({"language.omega": 3.14159, "language.temperature": 0.5}) == (
         "search/omega=3.142/temperature=0.5"
