@@ -1,4 +1,4 @@
-"""Apply a cross-validated demo sweep's rule (sweeps/demo_batch_cv.py) and write <folder>/selected.md.
+"""Apply a cross-validated demo sweep's rule (sweeps/demo_batch_cv.py) and print the tables of its selected.md.
 
 Rule (fixed in the sweep file before the run): a setup's validation mean is the mean last-epoch validation
 Recall@1 over all its trials (folds x seeds); its spread is the mean over folds of the std over seeds (ddof 0),
@@ -20,37 +20,37 @@ FOLD = "cfg.data.val_fold"
 SEED = "cfg.run.seed"
 
 
-def per_fold(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+VAL, TEST = "last/val/recall_at_1", "last/test/recall_at_1"
+
+
+def std0(values: pd.Series) -> float:
+    return values.std(ddof=0)
+
+
+def per_fold(ok: pd.DataFrame, key: str) -> pd.DataFrame:
     """Mean and std (ddof 0) over seeds, in percent, for each setup and fold."""
-    ok = frame[frame["status"] == "TERMINATED"]
-    cols = {"val": "last/val/recall_at_1", "test": "last/test/recall_at_1"}
     out = ok.groupby([key, FOLD], sort=False).agg(
-        seeds=(cols["val"], "count"),
-        **{
-            f"{s}_{f}": (c, f if f == "mean" else (lambda v: v.std(ddof=0)))
-            for s, c in cols.items()
-            for f in ("mean", "std")
-        },
+        seeds=(VAL, "count"),
+        val_mean=(VAL, "mean"),
+        val_std=(VAL, std0),
+        test_mean=(TEST, "mean"),
+        test_std=(TEST, std0),
     )
-    return (out.assign(**{c: out[c] * 100 for c in out.columns if c != "seeds"})).reset_index()
+    out[["val_mean", "val_std", "test_mean", "test_std"]] *= 100
+    return out.reset_index()
 
 
 def select(frame: pd.DataFrame, key: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    folds = per_fold(frame, key)
     ok = frame[frame["status"] == "TERMINATED"]
-    setups = (
-        folds.groupby(key, sort=False)
-        .agg(folds=(FOLD, "count"), val_spread=("val_std", "mean"), test_spread=("test_std", "mean"))
-        .join(
-            ok.groupby(key, sort=False).agg(
-                trials=(SEED, "count"),
-                val_mean=("last/val/recall_at_1", "mean"),
-                test_mean=("last/test/recall_at_1", "mean"),
-            )
-            * [1, 100, 100]
-        )
-        .reset_index()
+    folds = per_fold(ok, key)
+    spreads = folds.groupby(key, sort=False).agg(
+        val_spread=("val_std", "mean"), test_spread=("test_std", "mean")
     )
+    means = ok.groupby(key, sort=False).agg(
+        trials=(SEED, "count"), val_mean=(VAL, "mean"), test_mean=(TEST, "mean")
+    )
+    means[["val_mean", "test_mean"]] *= 100
+    setups = spreads.join(means).reset_index()
     eligible = setups[setups["val_mean"] >= setups["val_mean"].max() - 1.0]
     chosen = eligible.sort_values("val_spread", kind="stable").index[0]
     return folds, setups, chosen
