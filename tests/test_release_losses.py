@@ -2,7 +2,9 @@
 
 `tests/fixtures/release_losses.json` holds 4 multisimilarity and 4 S2SD cases computed in float64 with the
 release's criteria/multisimilarity.py and criteria/s2sd.py (Roth, Vinyals, Akata 2022, commit b07ac5b; see the
-file's `provenance`). Tolerances: the loss to 1e-7 relative, each gradient to 1e-6 of its largest entry (the
+file's `provenance`). `tests/fixtures/release_margin.json` holds 4 cases of the release's criteria/margin.py, run
+with its random batch miner replaced by fixed triplets (tests/manual/release_margin_reference.py made it; its
+`source` names the file and how). Tolerances: the loss to 1e-7 relative, each gradient to 1e-6 of its largest entry (the
 release's own code, run twice on the same inputs, differs by up to ~1e-7 relative in the feature-map
 gradients because beta = 40 and feat_w = 125 amplify rounding).
 
@@ -24,6 +26,7 @@ from conftest import TEST_DEVICE
 from langdml_core.losses import build_loss
 
 CASES = json.loads((Path(__file__).parent / "fixtures" / "release_losses.json").read_text())
+MARGIN = json.loads((Path(__file__).parent / "fixtures" / "release_margin.json").read_text())
 
 
 def t(values) -> torch.Tensor:
@@ -98,3 +101,41 @@ def test_s2sd_reproduces_the_release(case: dict) -> None:
     assert_grad_close(raw.grad, case["grad_embeddings"])
     assert_grad_close(fmap.grad, case["grad_feature_maps"])
     assert_grad_close(loss.heads[0][0].weight.grad, case["grad_head0_w1"])
+
+
+def margin_loss(case: dict, count: str):
+    loss = build_loss(
+        "margin", len(case["beta"]), len(case["embeddings"][0]), {"margin": case["margin"], "count": count}
+    )
+    loss = loss.to(TEST_DEVICE, torch.float64)
+    with torch.no_grad():
+        loss.beta.copy_(t(case["beta"]))
+    return loss
+
+
+@pytest.mark.parametrize("case", MARGIN["cases"], ids=lambda c: f"seed={c['seed']}")
+def test_margin_with_count_triplets_reproduces_the_release(case: dict) -> None:
+    """The release's margin divisor counts the triplets with a non-zero term (count="triplets", what the paper
+    sweeps select), on the release's own output: loss, embedding gradient and beta gradient."""
+    loss = margin_loss(case, "triplets")
+    emb = t(case["embeddings"]).requires_grad_()
+    indices = tuple(integers(column) for column in zip(*case["triplets"]))
+    value = loss(emb, integers(case["labels"]), indices=indices)["dml_loss"]
+    value.backward()
+    assert_loss_close(value, case["loss"])
+    assert_grad_close(emb.grad, case["grad"])
+    assert_grad_close(loss.beta.grad, case["grad_beta"])
+
+
+def test_margin_with_count_terms_differs_from_the_release_where_both_terms_are_active() -> None:
+    """The default (method.md's wording: the number of non-zero terms) is another divisor on exactly the
+    batches where some triplet has both hinge terms active, and the same one where none has."""
+    for case in MARGIN["cases"]:
+        loss = margin_loss(case, "terms")
+        indices = tuple(integers(column) for column in zip(*case["triplets"]))
+        value = loss(t(case["embeddings"]), integers(case["labels"]), indices=indices)["dml_loss"].item()
+        if case["triplets_with_both_terms_active"]:
+            assert value < case["loss"] * (1 - 1e-3)
+        else:
+            assert value == pytest.approx(case["loss"], rel=1e-7, abs=0)
+    assert {bool(c["triplets_with_both_terms_active"]) for c in MARGIN["cases"]} == {True, False}
