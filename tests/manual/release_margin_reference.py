@@ -79,7 +79,7 @@ def run_case(release, seed, classes, per_class, dim, spread, margin) -> dict:
     emb = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     loss = criterion(emb, torch.tensor(labels))
     loss.backward()
-    a, pos, neg = (np.array(column) for column in zip(*triplets))
+    a, pos, neg = (np.array(column) for column in zip(*triplets, strict=True))
     d_ap = np.sqrt(((x[a] - x[pos]) ** 2).sum(1) + 1e-8)
     d_an = np.sqrt(((x[a] - x[neg]) ** 2).sum(1) + 1e-8)
     active_pos = d_ap - betas[labels[a]] + margin > 0
