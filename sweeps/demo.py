@@ -1,11 +1,12 @@
 """Demo: the embedded default main job (no downloads, CPU): does language guidance help, over seeds?
 
 Demo dataset (rendered compositional objects, 48 training classes, the first 36 of their 48 images each / 48
-unseen test classes of 96 images) x guidance {none, elg, plg} x 4 seeds; multisimilarity (the release's),
-EfficientNet-Lite0 (packaged ImageNet weights) at 64 px, MiniLM text encoder, batch 72, lr 2e-4 for 4 epochs with
+unseen test classes of 96 images) x guidance {none, elg, plg} x 3 seeds; multisimilarity (the release's),
+EfficientNet-Lite0 (packaged ImageNet weights) at 64 px, MiniLM text encoder, batch 72, lr 2e-4 for 5 epochs with
 lr x 0.1 for the last. Chosen on a validation split: the schedule by sweeps/demo_schedule.py (the paper's 1e-5
 barely moves in so short a schedule), the training images and epochs within the 10-minute budget by
-sweeps/demo_budget.py (results/demo_budget/selected.md).
+sweeps/demo_budget.py (4 seeds of 36 images x 4 epochs, results/demo_budget/selected.md), then, for 3 seeds, by
+sweeps/demo_budget3.py (36 x 5, results/demo_budget3/selected.md).
 
 Omega and temperature per guidance mode were chosen on a class-disjoint VALIDATION split by
 sweeps/demo_search.py (run once, results/demo_search/selected.md), never on the test split. The table reports
@@ -16,25 +17,25 @@ each guided setup's paired difference to no guidance on the same seeds with a pa
 in results/demo/ (REFERENCE): every setup's mean test Recall@1 should lie within the reference's +- 2 std.
 
 Command: python sweeps/demo.py --results results/local   (or: make demo; langdml sweep sweeps/demo.py)
-Trials: 12
-Cost: about 8.5 minutes on a 2-core CPU (2 trials at a time, 1 CPU each, about 65 s per trial; the first PLG
-trial also computes the pseudo-labels, about 75 s; channels_last made a trial about 2x faster, which pays for the
-4th seed; evaluating the test split once, after the last epoch, pays for its 4x size).
+Trials: 9
+Cost: about 8 minutes on a 2-core CPU (2 trials at a time, 1 CPU each; the first PLG trial also computes the
+pseudo-labels; channels_last made a trial about 2x faster; evaluating the test split once, after the last epoch,
+pays for its 4x size).
 """
 
 NAME = "demo"
 REFERENCE = "results/demo"
 PROTOCOL = (
-    "Protocol: multisimilarity, 4 seeds per setup, test Recall@1 on 96 images of each of the 48 unseen classes "
-    "after the last epoch; the first 36 images of each training class and lr 2e-4 for 4 epochs with lr x 0.1 "
-    "for the last, chosen on a class-disjoint validation split by sweeps/demo_budget.py and "
+    "Protocol: multisimilarity, 3 seeds per setup, test Recall@1 on 96 images of each of the 48 unseen classes "
+    "after the last epoch; the first 36 images of each training class and lr 2e-4 for 5 epochs with lr x 0.1 "
+    "for the last, chosen on a class-disjoint validation split by sweeps/demo_budget3.py and "
     "sweeps/demo_schedule.py; ELG and PLG both with omega 0.3 at temperature 0.2, chosen on the same validation "
     "split by sweeps/demo_search.py (results/demo_search/selected.md); the test split chose nothing. The test "
     "split is evaluated once, after the last epoch, so best_test_epoch (the release's optimistic protocol) "
     "equals last here."
 )
 
-EPOCHS = 4  # the schedule's length (sweeps/demo_budget.py); the test split is evaluated once, after the last
+EPOCHS = 5  # the schedule's length (sweeps/demo_budget3.py); the test split is evaluated once, after the last
 
 # Chosen by sweeps/demo_search.py on the validation split, 2026-12-07, under this file's recipe
 # (results/demo_search/selected.md): the highest mean validation Recall@1 over 2 seeds among
@@ -48,7 +49,7 @@ LANGUAGE = {
 def get_config():
     return {
         "data.name": "demo",
-        "data.train_images_per_class": 36,  # of the 48 the generator renders: chosen by sweeps/demo_budget.py
+        "data.train_images_per_class": 36,  # of the 48 the generator renders: chosen by sweeps/demo_budget3.py
         "loss.name": "multisimilarity",
         "optim.batch_size": 72,  # as in demo_search.py, whose validation split leaves 36 classes
         "optim.lr": 2e-4,  # with lr x 0.1 for the last epoch: chosen by sweeps/demo_schedule.py
@@ -68,7 +69,7 @@ def get_config():
 def get_sweep():
     return {
         "language.guidance": ["none", "elg", "plg"],
-        "run.seed": [0, 1, 2, 3],
+        "run.seed": [0, 1, 2],
     }
 
 

@@ -320,7 +320,9 @@ def test_a_smoke_run_is_not_compared_with_the_committed_reference(tmp_path):
         sweep = SimpleNamespace(name=name, path=tmp_path / "sweeps" / "demo.py", trials=[], module=module)
         return write_report(sweep, [record(0, [0.61])], tmp_path / "out" / name)
 
-    assert "## Against the committed reference" in report("demo")
+    compared = report("demo")
+    assert "## Against the committed reference" in compared
+    assert "Reference: `results/demo` (" in compared and str(tmp_path) not in compared  # no machine's path
     assert "## Against the committed reference" not in report("demo-smoke")
 
 

@@ -395,14 +395,14 @@ def test_trials_start_seed_by_seed_in_the_sweeps_order_within_a_seed():
     from langdml_core.runner.state import execution_order, trials_table
 
     demo = trials_table(load_sweep(ROOT / "sweeps" / "demo.py").trials)
-    assert list(demo)[:5] == ["none/seed=0", "none/seed=1", "none/seed=2", "none/seed=3", "elg/seed=0"]
+    assert list(demo)[:4] == ["none/seed=0", "none/seed=1", "none/seed=2", "elg/seed=0"]
     order = execution_order(demo)
     assert order[:6] == ["none/seed=0", "elg/seed=0", "plg/seed=0", "none/seed=1", "elg/seed=1", "plg/seed=1"]
     assert sorted(order) == sorted(demo) and [demo[n]["varied"]["run.seed"] for n in order] == sorted(
         demo[n]["varied"]["run.seed"] for n in order
     )
-    seeds = trials_table(load_sweep(ROOT / "sweeps" / "demo_seeds.py").trials)  # seeds 4-7: their own ranks
-    assert execution_order(seeds)[:3] == ["none/seed=4", "elg/seed=4", "plg/seed=4"]
+    seeds = trials_table(load_sweep(ROOT / "sweeps" / "demo_seeds.py").trials)  # seeds 3-7: their own ranks
+    assert execution_order(seeds)[:3] == ["none/seed=3", "elg/seed=3", "plg/seed=3"]
     unseeded = trials_table(load_sweep(TINY, overrides=["run.seed=3"]).trials)  # no swept seed: as declared
     assert execution_order(unseeded) == list(unseeded)
 
@@ -739,3 +739,27 @@ def test_a_local_sweep_asking_more_cpus_than_the_machine_has_ends_at_once_withou
     assert f"error: --cpus-per-trial {cpus} is more than this machine's local Ray has" in done.stderr
     assert time.monotonic() - started < 120  # was: every trial PENDING for ever
     assert mlflow_runs(tmp_path)[1] == []  # refused before the sweep's parent run was opened
+
+
+def test_the_demo_trains_the_recipe_its_validation_sweeps_chose_under():
+    """sweeps/demo.py takes omega and temperature from sweeps/demo_search.py and its training budget from
+    sweeps/demo_budget3.py, both run on a validation split: a change of the demo's recipe that the search did not
+    run under (or a budget other than the one chosen) would make the table's protocol line untrue."""
+    demo = load_sweep(ROOT / "sweeps" / "demo.py")
+    search = load_sweep(ROOT / "sweeps" / "demo_search.py")
+    split_keys = {"data.val_classes", "data.test_images_per_class"}  # the search's validation split itself
+    tried = {"language.guidance", "language.omega", "language.temperature", "run.seed"}
+    for trial in demo.trials:
+        # its search twin: the same guidance and, for a guided trial, the same omega and temperature
+        same = ("language.guidance",) + (
+            () if trial.config["language.guidance"] == "none" else tuple(tried - {"run.seed"})
+        )
+        twin = next(t for t in search.trials if all(t.config[k] == trial.config[k] for k in same))
+        differing = {
+            k for k in set(trial.config) | set(twin.config) if trial.config.get(k) != twin.config.get(k)
+        }
+        assert differing <= split_keys | tried, differing
+    budget = load_sweep(ROOT / "sweeps" / "demo_budget3.py")
+    setups = {(t.config["data.train_images_per_class"], t.config["run.epochs"]) for t in budget.trials}
+    chosen = (demo.trials[0].config["data.train_images_per_class"], demo.trials[0].config["run.epochs"])
+    assert chosen in setups and chosen == (36, 5)  # results/demo_budget3/selected.md

@@ -268,7 +268,9 @@ def write_report(sweep, records: list[TrialRecord], out_dir: Path, load=None) ->
     smoke = sweep.name.endswith(SMOKE_SUFFIX)  # a smoke run's numbers are not the reference's experiment
     if reference is not None and not smoke and reference.resolve() != out_dir.resolve():
         text += "\n## Against the committed reference\n\n" + reference_check(
-            frame, pd.read_parquet(reference / "trials.parquet"), f"{reference}"
+            frame,
+            pd.read_parquet(reference / "trials.parquet"),
+            sweep.module.REFERENCE,  # as the project names it
         )
     (out_dir / "table.md").write_text(text)
     write_plots(sweep, records, frame, out_dir)

@@ -1,8 +1,8 @@
-"""Pool the demo's seeds: the reference's 0-3 (results/demo) and demo_seeds' 4-7 (results/demo_seeds).
+"""Pool the demo's seeds: the reference's 0-2 (results/demo) and demo_seeds' 3-7 (results/demo_seeds).
 
 Prints, with the report's own functions, the table of all 8 seeds per setup (mean +- std, ddof 0 as the demo's
 table) and each guided setup's paired difference to no guidance over the 8 seeds (paired t-test), then each
-setup's std with ddof 1 for the 8 seeds and for each block of 4.
+setup's std with ddof 0 and 1 for the 8 seeds and (ddof 0) for each folder's seeds.
 
     .venv/bin/python tests/manual/demo_pooled_seeds.py results/demo results/demo_seeds
 
@@ -19,15 +19,20 @@ from langdml_core.runner.report import paired_differences, paired_table, summary
 
 
 def main(folders: list[Path]) -> None:
-    frame = pd.concat([pd.read_parquet(f / "trials.parquet") for f in folders], ignore_index=True)
+    frames = [pd.read_parquet(f / "trials.parquet").assign(folder=f.name) for f in folders]
+    frame = pd.concat(frames, ignore_index=True)
     print(summary_table(frame), end="\n\n")
     print(paired_table(paired_differences(frame)), end="\n\n")
     for guidance, rows in frame.groupby("cfg.language.guidance", sort=False):
-        r1 = 100 * rows.sort_values("cfg.run.seed")["last/test/recall_at_1"].to_numpy()
-        blocks = ", ".join(f"{np.std(r1[i : i + 4]):.2f}" for i in range(0, len(r1), 4))
+        rows = rows.sort_values("cfg.run.seed")
+        r1 = 100 * rows["last/test/recall_at_1"].to_numpy()
+        blocks = ", ".join(
+            f"{name} {np.std(100 * block['last/test/recall_at_1'].to_numpy()):.2f}"
+            for name, block in rows.groupby("folder", sort=False)
+        )
         print(
             f"{guidance}: {len(r1)} seeds, std {np.std(r1):.2f} (ddof 0), {np.std(r1, ddof=1):.2f} (ddof 1); "
-            f"per block of 4 (ddof 0): {blocks}; values {', '.join(f'{v:.2f}' for v in r1)}"
+            f"per folder (ddof 0): {blocks}; values {', '.join(f'{v:.2f}' for v in r1)}"
         )
 
 
