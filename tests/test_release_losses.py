@@ -113,13 +113,18 @@ def margin_loss(case: dict, count: str):
     return loss
 
 
+def triplet_indices(case: dict) -> tuple[torch.Tensor, ...]:
+    """(anchors, positives, negatives): the fixed triplets the release's miner was replaced by."""
+    return tuple(integers(column) for column in zip(*case["triplets"], strict=True))
+
+
 @pytest.mark.parametrize("case", MARGIN["cases"], ids=lambda c: f"seed={c['seed']}")
 def test_margin_with_count_triplets_reproduces_the_release(case: dict) -> None:
     """The release's margin divisor counts the triplets with a non-zero term (count="triplets", what the paper
     sweeps select), on the release's own output: loss, embedding gradient and beta gradient."""
     loss = margin_loss(case, "triplets")
     emb = t(case["embeddings"]).requires_grad_()
-    indices = tuple(integers(column) for column in zip(*case["triplets"], strict=True))
+    indices = triplet_indices(case)
     value = loss(emb, integers(case["labels"]), indices=indices)["dml_loss"]
     value.backward()
     assert_loss_close(value, case["loss"])
@@ -132,7 +137,7 @@ def test_margin_with_count_terms_differs_from_the_release_where_both_terms_are_a
     batches where some triplet has both hinge terms active, and the same one where none has."""
     for case in MARGIN["cases"]:
         loss = margin_loss(case, "terms")
-        indices = tuple(integers(column) for column in zip(*case["triplets"], strict=True))
+        indices = triplet_indices(case)
         value = loss(t(case["embeddings"]), integers(case["labels"]), indices=indices)["dml_loss"].item()
         if case["triplets_with_both_terms_active"]:
             assert value < case["loss"] * (1 - 1e-3)
