@@ -172,7 +172,13 @@ class RunConfig:
     epochs: int = 100
     """Training epochs (release README example: 100)."""
     seed: int = 0
-    """Seed of every random number generator (sampler, augmentation, initialisation)."""
+    """Seed of every random number generator (sampler, augmentation, initialisation) that no stream seed below overrides."""
+    init_seed: int | None = None
+    """Seed of what is drawn once before training: a random-init backbone, the embedding head, the loss's parameters, the shuffled-text control (null = run.seed)."""
+    order_seed: int | None = None
+    """Seed of the batch sampler: which images make up each batch, in which order (null = run.seed)."""
+    augment_seed: int | None = None
+    """Seed of the draws during training: augmentation, dropout (null = they go on from the init stream's state after its draws, as in every run before the stream seeds)."""
     device: str = "auto"
     """auto (CUDA when available), cpu or cuda[:N]."""
     threads: int = 0
@@ -326,8 +332,10 @@ class TrialConfig:
             raise ConfigError(f"optim.gamma={o.gamma} must be > 0.")
         if not 0 <= o.ema < 1:
             raise ConfigError(f"optim.ema={o.ema} must lie in [0, 1) (0 = off; e.g. 0.9 averages ~10 steps).")
-        if not 0 <= self.run.seed < 2**32:
-            raise ConfigError(f"run.seed={self.run.seed} must lie in 0..2**32-1 (numpy's seed range).")
+        for key in ("run.seed", "run.init_seed", "run.order_seed", "run.augment_seed"):
+            value = self.flat()[key]
+            if value is not None and not 0 <= value < 2**32:
+                raise ConfigError(f"{key}={value} must lie in 0..2**32-1 (numpy's seed range).")
         for name, value in self.loss.kwargs.items():
             if not isinstance(name, str) or not name.isidentifier():
                 raise ConfigError(

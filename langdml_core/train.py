@@ -81,7 +81,12 @@ def run(
         return write_metrics(out_dir, state["history"], only_if_changed=True)
 
     # ---- determinism and device --------------------------------------------------------------
-    seed_everything(cfg.run.seed)  # random-init backbones draw from here
+    # Three random streams (run.init_seed, run.order_seed, run.augment_seed; each run.seed when unset), so that
+    # a sweep can vary one source of seed-to-seed variance at a time.
+    init_seed, order_seed = (
+        cfg.run.seed if s is None else s for s in (cfg.run.init_seed, cfg.run.order_seed)
+    )
+    seed_everything(init_seed)  # random-init backbones draw from here
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     device = resolve_device(cfg.run.device)
@@ -111,7 +116,7 @@ def run(
         train_transform(image_size, norm["mean"], norm["std"], norm["interpolation"], cfg.data.cache_images),
         batch_size=cfg.optim.batch_size,
         samples_per_class=cfg.data.samples_per_class,
-        seed=cfg.run.seed,
+        seed=order_seed,
         num_workers=workers,
         sampler=cfg.data.sampler,
     )
@@ -121,12 +126,12 @@ def run(
         name: eval_loader(images_of(split), to_eval, batch_size=cfg.eval.batch_size, num_workers=workers)
         for name, split in eval_splits.items()
     }
-    guidance = build_guidance(cfg, dataset.train, device, out_dir)
+    guidance = build_guidance(cfg, dataset.train, device, out_dir, seed=init_seed)
 
     # Frozen work above (weight conversion, language tables, PLG pseudo-labels) may or may not have run,
     # depending on what the cache held: start every random draw of training from the seed again, so the
     # trainable head, loss parameters, augmentation and sampling do not depend on the cache's state.
-    seed_everything(cfg.run.seed)
+    seed_everything(init_seed)
     model.head.reset_parameters()
     criterion = build_loss(
         cfg.loss.name,
@@ -135,6 +140,8 @@ def run(
         cfg.loss.kwargs,
         feature_dim=model.backbone.num_features,
     ).to(device)
+    if cfg.run.augment_seed is not None:  # else augmentation and dropout go on from the init stream
+        seed_everything(cfg.run.augment_seed)
     optimizer = build_optimizer(cfg, model, criterion)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=cfg.optim.milestones, gamma=cfg.optim.gamma
@@ -264,12 +271,15 @@ def loss_terms(
     return terms
 
 
-def build_guidance(cfg: TrialConfig, train, device: torch.device, out_dir: Path) -> LanguageGuidance | None:
-    """The language matching term from cached class-text tables (None without guidance)."""
+def build_guidance(
+    cfg: TrialConfig, train, device: torch.device, out_dir: Path, *, seed: int
+) -> LanguageGuidance | None:
+    """The language matching term from cached class-text tables (None without guidance); ``seed`` draws the
+    shuffled-text control's permutation."""
     lang = cfg.language
     if lang.guidance == "none":
         return None
-    tables = build_table(lang, train, seed=cfg.run.seed, device=device)
+    tables = build_table(lang, train, seed=seed, device=device)
     if tables.pseudo_labels:
         write_pseudo_labels(out_dir / "plg_pseudo_labels.csv", tables.pseudo_labels)
     return LanguageGuidance(

@@ -451,3 +451,50 @@ def test_retrieval_examples_show_the_exact_nearest_neighbours(tmp_path):
     train_trial(tiny_trial(tmp_path))
     image = tmp_path / "run" / EXAMPLES_FILE
     assert image.read_bytes()[:3] == b"\xff\xd8\xff" and 10_000 < image.stat().st_size < 300_000
+
+
+def test_each_stream_seed_moves_its_own_source_and_together_they_replace_run_seed(tmp_path):
+    """run.init_seed / run.order_seed / run.augment_seed split a trial's randomness into three streams
+    (to measure where seed-to-seed variance comes from): with all three set, run.seed changes nothing; each
+    one alone changes the training; unset, each is run.seed (the augmentation continuing the init stream)."""
+    config = tiny_trial(tmp_path, **{"run.epochs": 1, "eval.every": 1})
+    streams = {"run.init_seed": 0, "run.order_seed": 0, "run.augment_seed": 0}
+
+    def run(name, **keys):
+        history = train_trial({**config, **keys, "run.out_dir": str(tmp_path / name)})["history"]
+        return strip_timing(history)
+
+    base = run("base", **streams, **{"run.seed": 3})
+    assert run("other_run_seed", **streams, **{"run.seed": 9}) == base
+    for key in streams:
+        assert run(key, **{**streams, key: 1, "run.seed": 3}) != base, key
+    # Unset, init and order are run.seed and augmentation continues the init stream: the runs before the keys.
+    assert run("default", **{"run.seed": 3}) == run(
+        "explicit", **{"run.seed": 5, "run.init_seed": 3, "run.order_seed": 3}
+    )
+
+
+def test_which_batches_and_which_head_follow_their_own_stream(tmp_path, monkeypatch):
+    """The sampler draws from run.order_seed only and the embedding head's initial weights from run.init_seed
+    only."""
+    batches, heads = [], []
+    real_loader, real_optimizer = train_module.train_loader, train_module.build_optimizer
+
+    def spy_loader(*args, **kwargs):
+        loader = real_loader(*args, **kwargs)
+        loader.batch_sampler.set_epoch(1)
+        batches.append([list(batch) for batch in loader.batch_sampler])
+        return loader
+
+    def spy_optimizer(cfg, model, criterion):  # built right after the head's initialisation
+        heads.append(model.head.weight.detach().clone())
+        return real_optimizer(cfg, model, criterion)
+
+    monkeypatch.setattr(train_module, "train_loader", spy_loader)
+    monkeypatch.setattr(train_module, "build_optimizer", spy_optimizer)
+    config = tiny_trial(tmp_path, **{"run.epochs": 1, "run.max_steps_per_epoch": 1, "run.augment_seed": 0})
+    for name, (init, order) in {"a": (0, 0), "b": (0, 1), "c": (1, 1)}.items():
+        keys = {"run.init_seed": init, "run.order_seed": order, "run.seed": 7}
+        train_trial({**config, **keys, "run.out_dir": str(tmp_path / name)})
+    assert batches[0] != batches[1] and batches[1] == batches[2]  # order_seed alone picks the batches
+    assert torch.equal(heads[0], heads[1]) and not torch.equal(heads[1], heads[2])  # init_seed alone the head

@@ -63,7 +63,9 @@ def bench_guidance(
     ).to(dev)
     optimizer = build_optimizer(cfg, model, criterion)
     out_dir = Path(tempfile.mkdtemp(prefix="langdml-bench-"))
-    guidances = {mode: build_guidance(c, dataset.train, dev, out_dir) for mode, c in configs.items()}
+    guidances = {
+        mode: build_guidance(c, dataset.train, dev, out_dir, seed=c.run.seed) for mode, c in configs.items()
+    }
 
     def one_round(guidance) -> float:
         if dev.type == "cuda":
