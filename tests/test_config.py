@@ -135,3 +135,17 @@ def test_scientific_notation_without_dot_is_a_number(tmp_path):
     path.write_text("optim:\n  lr: 1e-4\n")
     assert TrialConfig.load(path, ["loss.lr=5e-4"]).optim.lr == 1e-4
     assert TrialConfig.load(path, ["loss.lr=5e-4"]).loss.lr == 5e-4
+
+
+@pytest.mark.parametrize("key", ["run.seed", "run.init_seed", "run.order_seed", "run.augment_seed"])
+def test_every_seed_is_refused_outside_numpys_range_in_one_sentence(key):
+    assert TrialConfig.from_dict({key: 2**32 - 1}).flat()[key] == 2**32 - 1
+    for bad in (-1, 2**32):
+        with pytest.raises(ConfigError) as info:
+            TrialConfig.from_dict({key: bad})
+        assert str(info.value) == f"{key}={bad} must lie in 0..2**32-1 (numpy's seed range)."
+
+
+def test_stream_seeds_are_unset_by_default_and_can_be_unset_again():
+    flat = TrialConfig.load(overrides=["run.init_seed=3", "run.init_seed=null"]).flat()
+    assert (flat["run.init_seed"], flat["run.order_seed"], flat["run.augment_seed"]) == (None, None, None)
