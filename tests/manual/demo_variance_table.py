@@ -30,7 +30,14 @@ def spread(values: np.ndarray) -> dict:
     n = len(points)
     var1 = points.var(ddof=1)
     low, high = (np.sqrt((n - 1) * var1 / stats.chi2.ppf(q, n - 1)) for q in (0.95, 0.05))
-    return {"n": n, "mean": points.mean(), "std": points.std(ddof=0), "low": low, "high": high, "points": points}
+    return {
+        "n": n,
+        "mean": points.mean(),
+        "std": points.std(ddof=0),
+        "low": low,
+        "high": high,
+        "points": points,
+    }
 
 
 def by_source(frame: pd.DataFrame) -> dict[str, dict]:
@@ -53,9 +60,7 @@ def demo_seeds(frames: list[pd.DataFrame]) -> dict:
 def markdown(sources: dict[str, dict], together: dict) -> str:
     def row(name: str, s: dict) -> str:
         values = ", ".join(f"{v:.2f}" for v in s["points"])
-        return (
-            f"| {name} | {s['n']} | {s['mean']:.2f} | {s['std']:.2f} | {s['low']:.2f} - {s['high']:.2f} | {values} |"
-        )
+        return f"| {name} | {s['n']} | {s['mean']:.2f} | {s['std']:.2f} | {s['low']:.2f} - {s['high']:.2f} | {values} |"
 
     lines = [
         "| source moved (others at 0) | trials | test R@1 mean | std (ddof 0) | 90% interval of the std | test R@1 per value |",
@@ -73,7 +78,9 @@ def markdown(sources: dict[str, dict], together: dict) -> str:
 
 
 if __name__ == "__main__":
-    folders = [Path(a) for a in sys.argv[1:]] or [Path(p) for p in ("results/demo_variance", "results/demo", "results/demo_seeds")]
+    folders = [Path(a) for a in sys.argv[1:]] or [
+        Path(p) for p in ("results/demo_variance", "results/demo", "results/demo_seeds")
+    ]
     sources = by_source(pd.read_parquet(folders[0] / "trials.parquet"))
     together = demo_seeds([pd.read_parquet(f / "trials.parquet") for f in folders[1:]])
     print(markdown(sources, together))
