@@ -338,3 +338,25 @@ def test_an_interrupted_sweep_counts_no_false_failure_and_names_every_trial_it_l
     )
     done = [record(0, [0.5]), record(1, [0.6]), record(2, [0.4], status="ERROR"), record(3, [0.7])]
     assert "Not finished" not in write_report(sweep, done, tmp_path)
+
+
+def test_a_key_swept_over_null_and_numbers_is_written_and_tabled(tmp_path):
+    """sweeps/demo_variance.py sweeps run.init_seed over [None, 0]: parquet needs one type per column, so such a
+    column is written as the MLflow tags spell its values; number-only columns stay numbers."""
+    records = [
+        TrialRecord(
+            f"i{init}/s{seed}",
+            {"run.init_seed": init, "optim.lr": lr, "run.seed": seed},
+            status="TERMINATED",
+            history=[{"epoch": 1, "test/recall_at_1": 0.5 + seed / 10}],
+        )
+        for init, lr in ((None, 1e-4), (0, 2))
+        for seed in (1, 2)
+    ]
+    sweep = SimpleNamespace(name="mixed", path="sweeps/mixed.py", trials=[], module=SimpleNamespace())
+    text = write_report(sweep, records, tmp_path)
+    frame = pd.read_parquet(tmp_path / "trials.parquet")
+    assert frame["cfg.run.init_seed"].tolist() == ["None", "None", "0", "0"]
+    assert frame["cfg.optim.lr"].tolist() == [1e-4, 1e-4, 2.0, 2.0]
+    assert "| None | 0.0001 | 2 | 0 | 65.00 +- 5.00 |" in text
+    assert "| 0 | 2.0 | 2 | 0 | 65.00 +- 5.00 |" in text

@@ -41,7 +41,11 @@ def trial_rows(records: list[TrialRecord]) -> pd.DataFrame:
         row["epochs"] = max((int(h["epoch"]) for h in record.history if "epoch" in h), default=0)
         row.update({k: v for k, v in protocol_summary(record.history).items() if not k.endswith("/epoch")})
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    for column in [c for c in frame.columns if c.startswith("cfg.")]:
+        if len({_kind(v) for v in frame[column]}) > 1:  # e.g. a key swept over [null, 0]: one type per column
+            frame[column] = frame[column].map(str)  # (parquet's), as the MLflow tags spell them
+    return frame
 
 
 def protocol_summary(history: list[dict[str, Any]]) -> dict[str, float]:
@@ -430,3 +434,8 @@ def _finite(value: Any) -> bool:
 
 def _scalar(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, bool)) else str(value)
+
+
+def _kind(value: Any) -> type:
+    """A swept value's kind: numbers are one kind (an int and a float share a column), bool and str others."""
+    return float if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value)

@@ -1,9 +1,10 @@
 """Print results/demo_variance/sources.md: how much of the demo's seed-to-seed spread each random source makes.
 
 sweeps/demo_variance.py ran the demo's no-guidance recipe with run.init_seed, run.order_seed and
-run.augment_seed at 0, then moved one of them over 1-4 with the other two at 0. Per source: its 5 test Recall@1
-values, their mean and std (ddof 0, as the report's tables), and a 90% interval for the std (chi-square, from the
-ddof-1 variance of 5 values: a std of 5 draws is itself uncertain by a factor of about 2). Beside them, the
+run.augment_seed at 0, then moved one of them over 1-4 (as run.seed) with the other two at 0. Per source: its 5
+test Recall@1 values, their mean and std (ddof 0, as the report's tables), and a 90% interval for the std
+(chi-square, from the ddof-1 variance of 5 values: a std of 5 draws is itself uncertain by a factor of about 2).
+Beside them, the
 demo's own seeds (run.seed 0-7, all three sources moving together: results/demo and results/demo_seeds,
 guidance none), and the square root of the three sources' summed variances, which would match it if the
 sources acted independently and added.
@@ -41,12 +42,21 @@ def spread(values: np.ndarray) -> dict:
 
 
 def by_source(frame: pd.DataFrame) -> dict[str, dict]:
+    """Each source's 5 trials: the one with every stream at 0 (run.seed 0), then those where it alone moved
+    (sweeps/demo_variance.py: the moved stream is the one left unset, init or order; with both at 0, derive()
+    moved the augmentation with run.seed)."""
     ok = frame[frame["status"] == "TERMINATED"]
-    seeds = {s: ok[f"cfg.run.{s}_seed"].astype(int) for s in SOURCES}
+    seed = ok["cfg.run.seed"].astype(int)
+
+    def unset(column: str) -> pd.Series:  # the report writes a column swept over [None, 0] as text
+        return ok[column].isna() | (ok[column].astype(str) == "None")
+
+    init_moves, order_moves = unset("cfg.run.init_seed"), unset("cfg.run.order_seed")
+    moves = {"init": init_moves, "order": order_moves, "augment": ~init_moves & ~order_moves}
+    everything_at_0 = ok[(seed == 0) & ~init_moves & ~order_moves]
     out = {}
     for source in SOURCES:
-        others_zero = np.logical_and.reduce([seeds[o] == 0 for o in SOURCES if o != source])
-        rows = ok[others_zero].assign(value=seeds[source][others_zero]).sort_values("value")
+        rows = pd.concat([everything_at_0, ok[moves[source] & (seed != 0)]]).sort_values("cfg.run.seed")
         out[source] = spread(rows[METRIC].to_numpy())
     return out
 
