@@ -434,6 +434,26 @@ def test_resume_refuses_tune_state_of_other_trials_and_names_the_difference(tmp_
     assert load_trials(path) == fewer
 
 
+def test_resume_accepts_state_written_before_a_config_key_was_added_while_it_holds_its_default(tmp_path):
+    """A sweep started by an older langdml resumes after an upgrade that added a key (its default is what
+    the stored trials ran with); a non-default value of that key is still another experiment."""
+    from langdml_core.runner.state import load_trials, store_trials, trials_table
+
+    path = str(tmp_path / "ray" / "tiny")
+    current = trials_table(load_sweep(TINY).trials)
+    older = {
+        name: {**t, "config": {k: v for k, v in t["config"].items() if k != "run.init_seed"}}
+        for name, t in current.items()
+    }
+    store_trials(path, older, resume=False)
+    store_trials(path, current, resume=True)
+    assert load_trials(path) == current
+    store_trials(path, older, resume=False)
+    moved = trials_table(load_sweep(TINY, overrides=["run.init_seed=5"]).trials)
+    with pytest.raises(ConfigError, match=r"run\.init_seed: stored None, sweep 5"):
+        store_trials(path, moved, resume=True)
+
+
 def test_gpus_are_reserved_per_trial_by_default_and_unreserved_cuda_is_refused():
     from langdml_core.runner.resources import gpus_per_trial, trial_device
 

@@ -55,12 +55,32 @@ def store_trials(experiment_path: str, trials: Trials, resume: bool) -> None:
     """Write :data:`TRIALS_FILE` for a new experiment; on ``--resume``, refuse stored state that belongs to
     another sweep (other trial names or configs: e.g. a --smoke run's, or an edited sweep file)."""
     stored = load_trials(experiment_path) if resume else None
+    if stored is not None:
+        stored = with_added_defaults(stored, trials)
     if stored is not None and stored != trials:
         raise ConfigError(
             f"--resume: the Tune state at {experiment_path} holds other trials than this sweep ({trials_diff(stored, trials)}); "
             "rerun without --resume and with another --storage to start this sweep, or undo the change."
         )
     store_json(experiment_path, TRIALS_FILE, trials)
+
+
+def with_added_defaults(stored: Trials, current: Trials) -> Trials:
+    """``stored`` with each config key it lacks but the current sweep's trial has, at langdml's default: a key
+    added to langdml after the state was written (e.g. run.init_seed), whose default is what the stored trials
+    ran with, so an upgrade in the middle of a sweep does not block its --resume. A non-default value of such a
+    key is still a difference."""
+    from langdml_core.config import TrialConfig
+
+    defaults = json.loads(json.dumps(TrialConfig.from_dict({}).flat()))
+    out = {}
+    for name, trial in stored.items():
+        config, now = trial.get("config"), current.get(name, {}).get("config")
+        if isinstance(config, dict) and isinstance(now, dict):
+            added = {k: defaults[k] for k in now if k not in config and k in defaults}
+            trial = {**trial, "config": {**config, **added}}
+        out[name] = trial
+    return out
 
 
 def load_trials(experiment_path: str) -> Trials | None:
