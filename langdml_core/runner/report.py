@@ -43,8 +43,10 @@ def trial_rows(records: list[TrialRecord]) -> pd.DataFrame:
         rows.append(row)
     frame = pd.DataFrame(rows)
     for column in [c for c in frame.columns if c.startswith("cfg.")]:
-        if len({_kind(v) for v in frame[column]}) > 1:  # e.g. a key swept over [null, 0]: one type per column
-            frame[column] = frame[column].map(str)  # (parquet's), as the MLflow tags spell them
+        # e.g. a key swept over [None, 0]: parquet needs one type per column, so write the values as text, as
+        # the MLflow tags spell them
+        if len({_kind(v) for v in frame[column]}) > 1:
+            frame[column] = frame[column].map(str)
     return frame
 
 
