@@ -332,8 +332,9 @@ class TrialConfig:
             raise ConfigError(f"optim.gamma={o.gamma} must be > 0.")
         if not 0 <= o.ema < 1:
             raise ConfigError(f"optim.ema={o.ema} must lie in [0, 1) (0 = off; e.g. 0.9 averages ~10 steps).")
+        flat = self.flat()
         for key in ("run.seed", "run.init_seed", "run.order_seed", "run.augment_seed"):
-            value = self.flat()[key]
+            value = flat[key]
             if value is not None and not 0 <= value < 2**32:
                 raise ConfigError(f"{key}={value} must lie in 0..2**32-1 (numpy's seed range).")
         for name, value in self.loss.kwargs.items():

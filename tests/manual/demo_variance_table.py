@@ -4,10 +4,9 @@ sweeps/demo_variance.py ran the demo's no-guidance recipe with run.init_seed, ru
 run.augment_seed at 0, then moved one of them over 1-4 (as run.seed) with the other two at 0. Per source: its 5
 test Recall@1 values, their mean and std (ddof 0, as the report's tables), and a 90% interval for the std
 (chi-square, from the ddof-1 variance of 5 values: a std of 5 draws is itself uncertain by a factor of about 2).
-Beside them, the
-demo's own seeds (run.seed 0-7, all three sources moving together: results/demo and results/demo_seeds,
-guidance none), and the square root of the three sources' summed variances, which would match it if the
-sources acted independently and added.
+Beside them, the demo's own seeds (run.seed 0-7, all three sources moving together: results/demo and
+results/demo_seeds, guidance none), and the square root of the three sources' summed variances, which would
+match it if the sources acted independently and added.
 
 Run: .venv/bin/python tests/manual/demo_variance_table.py results/demo_variance results/demo results/demo_seeds
 """
