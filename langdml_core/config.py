@@ -143,10 +143,17 @@ class OptimConfig:
     """Weight decay of the backbone and head (loss-owned parameters get none)."""
     batch_size: int = 90
     """Training batch size (release: 90 for CUB multisimilarity, else 108/112)."""
+    schedule: Literal["step", "cosine"] = "step"
+    """Learning-rate schedule: step (x gamma at each of optim.milestones, once per epoch; without milestones
+    constant, the release) or cosine (after optim.warmup_steps, from optim.lr down towards 0 by half a cosine
+    over the run's remaining optimiser steps, updated after every step)."""
     milestones: list = field(default_factory=list)
-    """Epochs at which the learning rate is multiplied by gamma (release: constant)."""
+    """Epochs at which the learning rate is multiplied by gamma (schedule step; release: constant)."""
     gamma: float = 1.0
     """Multiplicative learning-rate decay at each milestone."""
+    warmup_steps: int = 0
+    """Optimiser steps of linear warm-up to optim.lr before the cosine decay (schedule cosine): step t uses
+    lr x (t + 1) / warmup_steps."""
     ema: float = 0.0
     """Decay of an exponential moving average of the network's weights (and BatchNorm statistics), updated
     after every step; when > 0 the average is what is evaluated, checkpointed beside the weights and logged
@@ -330,6 +337,16 @@ class TrialConfig:
             raise ConfigError(f"optim.milestones={o.milestones!r} must be a list of positive epoch numbers.")
         if o.gamma <= 0:
             raise ConfigError(f"optim.gamma={o.gamma} must be > 0.")
+        if o.schedule == "cosine" and o.milestones:
+            raise ConfigError(
+                f"optim.milestones={o.milestones!r} belong to optim.schedule=step; the cosine schedule decays "
+                "after every step (set optim.milestones=[])."
+            )
+        if o.warmup_steps < 0 or (o.warmup_steps and o.schedule != "cosine"):
+            raise ConfigError(
+                f"optim.warmup_steps={o.warmup_steps} must be >= 0, and 0 unless optim.schedule=cosine "
+                f"(it is {o.schedule})."
+            )
         if not 0 <= o.ema < 1:
             raise ConfigError(f"optim.ema={o.ema} must lie in [0, 1) (0 = off; e.g. 0.9 averages ~10 steps).")
         flat = self.flat()

@@ -149,6 +149,7 @@ COMMON = {
     "optim.name": Sourced("adam", EVERY),
     "optim.lr": Sourced(1e-5, EVERY),
     "optim.weight_decay": Sourced(4e-4, EVERY),
+    "optim.schedule": Sourced("step", f"{EVERY}: MultiStepLR, stepped once per epoch"),
     "optim.milestones": Sourced(
         [], f"{EVERY}: constant lr (tau = epochs; the commented schedules are unused)"
     ),

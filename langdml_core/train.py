@@ -16,6 +16,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +144,10 @@ def run(
     if cfg.run.augment_seed is not None:  # else augmentation and dropout go on from the init stream
         seed_everything(cfg.run.augment_seed)
     optimizer = build_optimizer(cfg, model, criterion)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=cfg.optim.milestones, gamma=cfg.optim.gamma
+    steps_per_epoch = (
+        len(loader) if not cfg.run.max_steps_per_epoch else min(len(loader), cfg.run.max_steps_per_epoch)
     )
+    scheduler, per_step = build_scheduler(cfg, optimizer, cfg.run.epochs * steps_per_epoch)
     average = weight_average(model, cfg.optim.ema)  # None when optim.ema is 0
     evaluated = average.module if average is not None else model
 
@@ -166,9 +168,6 @@ def run(
         say(f"Resuming from epoch {state['epoch']} ({out_dir})")
 
     # ---- loop -----------------------------------------------------------------------------------
-    steps_per_epoch = (
-        len(loader) if not cfg.run.max_steps_per_epoch else min(len(loader), cfg.run.max_steps_per_epoch)
-    )
     for epoch in range(start_epoch, cfg.run.epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -199,6 +198,8 @@ def run(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if per_step:  # optim.schedule=cosine
+                scheduler.step()
             if average is not None:
                 average.update_parameters(model)
             last_finite = values
@@ -209,7 +210,8 @@ def run(
             if step >= steps_per_epoch:
                 break
         bar.close()
-        scheduler.step()
+        if not per_step:  # optim.schedule=step: milestones are epochs
+            scheduler.step()
 
         row: dict[str, Any] = {"epoch": epoch, **{f"train/{k}": v / steps_per_epoch for k, v in sums.items()}}
         row["train/seconds"] = time.perf_counter() - started
@@ -302,6 +304,42 @@ def weight_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_util
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def cosine_factor(step: int, warmup: int, total: int) -> float:
+    """optim.schedule=cosine: the multiple of optim.lr used by optimiser step ``step`` (0-based) of ``total``:
+    linear warm-up over the first ``warmup`` steps, then half a cosine from 1 towards 0 over the rest."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def step_schedule(cfg: TrialConfig, optimizer, total_steps: int):
+    return torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=cfg.optim.milestones, gamma=cfg.optim.gamma
+    )
+
+
+def cosine_schedule(cfg: TrialConfig, optimizer, total_steps: int):
+    if cfg.optim.warmup_steps >= total_steps:
+        raise ConfigError(
+            f"optim.warmup_steps={cfg.optim.warmup_steps} leaves nothing to decay: this run has {total_steps} "
+            "optimiser steps (run.epochs x steps per epoch); use fewer warm-up steps."
+        )
+    factor = partial(cosine_factor, warmup=cfg.optim.warmup_steps, total=total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+SCHEDULES = {  # optim.schedule -> (builder, stepped after every optimiser step; else once per epoch)
+    "step": (step_schedule, False),
+    "cosine": (cosine_schedule, True),
+}
+
+
+def build_scheduler(cfg: TrialConfig, optimizer, total_steps: int):
+    """(the learning-rate scheduler of optim.schedule, whether it steps after every optimiser step)."""
+    build, per_step = SCHEDULES[cfg.optim.schedule]
+    return build(cfg, optimizer, total_steps), per_step
 
 
 def seed_everything(seed: int) -> None:

@@ -10,6 +10,7 @@ def test_defaults_are_the_paper_recipe():
     cfg = TrialConfig()
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay) == ("adam", 1e-5, 4e-4)
     assert (cfg.optim.gamma, cfg.optim.milestones) == (1.0, [])  # constant lr, as released
+    assert (cfg.optim.schedule, cfg.optim.warmup_steps) == ("step", 0)
     assert (cfg.data.samples_per_class, cfg.model.embed_dim, cfg.model.frozen_bn) == (2, 128, True)
     assert (cfg.language.temperature, cfg.language.shift, cfg.language.topk) == (1.0, 1.0, 5)
     assert cfg.language.direction == "img||lang" and cfg.language.prompt == "a photo of a {}"
@@ -77,6 +78,9 @@ def test_release_recipe_options_default_to_the_standard_protocol_and_fp32():
         ("eval.nmi_clusters", "val", "expected one of: test, train"),
         ("data.num_workers", -2, "must be >= 0, or -1 for workers from the trial's CPU share"),
         ("optim.ema", 1.0, r"optim.ema=1.0 must lie in \[0, 1\)"),
+        ("optim.schedule", "cosin", "did you mean 'cosine'"),
+        ("optim.warmup_steps", -1, r"optim.warmup_steps=-1 must be >= 0, and 0 unless optim.schedule=cosine"),
+        ("optim.warmup_steps", 12, r"optim.warmup_steps=12 must be >= 0, and 0 unless .* \(it is step\)"),
     ],
 )
 def test_bad_values_give_one_sentence(key, value, fragment):
@@ -85,14 +89,23 @@ def test_bad_values_give_one_sentence(key, value, fragment):
     assert "\n" not in str(info.value)
 
 
+def test_the_cosine_schedule_refuses_epoch_milestones_in_one_sentence():
+    with pytest.raises(ConfigError, match=r"optim.milestones=\[4\] belong to optim.schedule=step") as info:
+        TrialConfig.from_dict({"optim.schedule": "cosine", "optim.milestones": [4], "optim.gamma": 0.1})
+    assert "\n" not in str(info.value)
+    cfg = TrialConfig.from_dict({"optim.schedule": "cosine", "optim.warmup_steps": 12})
+    assert (cfg.optim.schedule, cfg.optim.warmup_steps) == ("cosine", 12)
+
+
 def test_allowed_values_are_declared_once_on_the_config_fields():
     """Modules that act on a choice use the config field's Literal values; a dataset may support fewer."""
-    from langdml_core import paper
+    from langdml_core import paper, train
     from langdml_core.config import CHOICES
     from langdml_core.data import base, cars196, cub200, folder, sop
     from langdml_core.language import encoders, guidance
 
     assert CHOICES["language.direction"] == guidance.DIRECTIONS == ("img||lang", "lang||img")
+    assert tuple(train.SCHEDULES) == CHOICES["optim.schedule"] == ("step", "cosine")
     assert encoders.POOLINGS is CHOICES["language.pooling"] and base.SPLITS is CHOICES["data.split"]
     assert paper.GUIDANCE is CHOICES["language.guidance"] and cub200.LAYOUTS is CHOICES["data.layout"]
     assert cars196.LAYOUTS is CHOICES["data.layout"]

@@ -9,7 +9,7 @@ from conftest import tiny_trial
 
 from langdml_core import train as train_module
 from langdml_core.config import TrialConfig
-from langdml_core.errors import NonFiniteLossError
+from langdml_core.errors import ConfigError, NonFiniteLossError
 from langdml_core.train import train_trial
 
 
@@ -135,6 +135,60 @@ def test_a_weight_averaged_trial_evaluates_the_average_and_resumes_exactly(tmp_p
             on_epoch_end=crash_after_first_epoch,
         )
     resumed = train_trial(tiny_trial(tmp_path / "b", **{"optim.ema": 0.5, "optim.lr": 1e-2}))
+    assert strip_timing(resumed["history"]) == strip_timing(straight["history"])
+
+
+def test_the_cosine_schedule_uses_the_naive_learning_rate_at_every_step():
+    """optim.schedule=cosine, written out by hand: warm-up steps t < w use lr (t + 1) / w, then lr (1 + cos(pi
+    (t - w) / (T - w))) / 2, one value per optimiser step; step keeps x gamma per milestone epoch."""
+    from langdml_core.train import build_scheduler
+
+    def lrs_used(overrides, total, per_epoch):
+        cfg = TrialConfig.from_dict({"optim.lr": 0.5, **overrides})
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.optim.lr)
+        scheduler, per_step = build_scheduler(cfg, optimizer, total)
+        used = []
+        for t in range(total):
+            used.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            if per_step or (t + 1) % per_epoch == 0:
+                scheduler.step()
+        return used, per_step
+
+    used, per_step = lrs_used({"optim.schedule": "cosine", "optim.warmup_steps": 2}, total=6, per_epoch=3)
+    naive = [0.25, 0.5] + [0.25 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
+    assert per_step and used == pytest.approx(naive, abs=1e-12)
+    assert used[2] == 0.5 and used[4] == pytest.approx(0.25) and used[5] < 0.1
+    used, per_step = lrs_used({"optim.schedule": "cosine"}, total=4, per_epoch=2)
+    assert used == pytest.approx([0.25 * (1 + math.cos(math.pi * k / 4)) for k in range(4)], abs=1e-12)
+    used, per_step = lrs_used({"optim.milestones": [1], "optim.gamma": 0.1}, total=6, per_epoch=3)
+    assert not per_step and used == pytest.approx([0.5] * 3 + [0.05] * 3)
+    with pytest.raises(ConfigError, match="optim.warmup_steps=6 leaves nothing to decay: this run has 6 "):
+        lrs_used({"optim.schedule": "cosine", "optim.warmup_steps": 6}, total=6, per_epoch=3)
+
+
+def test_a_cosine_trial_decays_after_every_step_and_resumes_exactly(tmp_path):
+    """2 epochs x 3 steps, 1 of warm-up: the checkpoint after epoch 1 holds the scheduler 3 steps in, with the
+    lr of step 4 ((1 + cos(pi 2 / 5)) / 2 of optim.lr), the last one 6 steps in, at 0; a crash after epoch 1
+    resumes to the same history, which differs from the constant schedule's."""
+    overrides = {"optim.schedule": "cosine", "optim.warmup_steps": 1, "optim.lr": 1e-2}
+    states = []
+    straight = train_trial(
+        tiny_trial(tmp_path / "a", **overrides), on_epoch_end=lambda row, state: states.append(state)
+    )
+    assert [s["scheduler"]["last_epoch"] for s in states] == [3, 6]
+    lrs = [s["optimizer"]["param_groups"][0]["lr"] for s in states]
+    assert lrs == pytest.approx([1e-2 * (1 + math.cos(math.pi * 2 / 5)) / 2, 0.0], abs=1e-15)
+    constant = train_trial(tiny_trial(tmp_path / "c", **{"optim.lr": 1e-2}))
+    assert strip_timing(constant["history"]) != strip_timing(straight["history"])
+
+    def crash_after_first_epoch(row, state):
+        if row["epoch"] == 1:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_trial(tiny_trial(tmp_path / "b", **overrides), on_epoch_end=crash_after_first_epoch)
+    resumed = train_trial(tiny_trial(tmp_path / "b", **overrides))
     assert strip_timing(resumed["history"]) == strip_timing(straight["history"])
 
 

@@ -38,6 +38,7 @@ from langdml_core.runner.search_spec import SMOKE_SEARCH, SearchSpec
 SMOKE = {
     "run.epochs": 1,
     "run.max_steps_per_epoch": 2,
+    "optim.warmup_steps": 0,  # a cosine schedule's warm-up would outlast the 2 steps
     "optim.batch_size": 16,
     "eval.batch_size": 256,
     "eval.ks": [1, 2],  # the fixture splits of the paper sweeps' smoke runs have a handful of images
