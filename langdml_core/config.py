@@ -480,6 +480,8 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
             pass
     if expected is float and isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key} must be a finite number, got {value!r}.")
+    if _contains_itself(value):
+        raise ConfigError(f"{key} contains itself (a YAML alias such as &a [*a]); write its values out.")
     if expected is list and isinstance(value, tuple):
         return list(value)
     if expected is bool and not isinstance(value, bool):
@@ -490,6 +492,16 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
         names = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
         raise ConfigError(f"{key} must be {names.get(expected, expected.__name__)}, got {value!r}.")
     return value
+
+
+def _contains_itself(value: Any, inside: tuple[int, ...] = ()) -> bool:
+    """A list, tuple or mapping that holds itself, at any depth (YAML anchors and aliases can build one)."""
+    if not isinstance(value, (list, tuple, dict)):
+        return False
+    if id(value) in inside:
+        return True
+    items = value.values() if isinstance(value, dict) else value
+    return any(_contains_itself(item, (*inside, id(value))) for item in items)
 
 
 def _is_int(value: Any) -> bool:

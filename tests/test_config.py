@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from langdml_core.config import SECTIONS, TrialConfig, field_docs
+from langdml_core.config import SECTIONS, TrialConfig, field_docs, parse_overrides
 from langdml_core.errors import ConfigError
 
 
@@ -87,6 +87,15 @@ def test_bad_values_give_one_sentence(key, value, fragment):
     with pytest.raises(ConfigError, match=fragment) as info:
         TrialConfig.from_dict({key: value})
     assert "\n" not in str(info.value)
+
+
+def test_a_value_that_contains_itself_is_refused_in_one_sentence():
+    """YAML anchors build a list that holds itself (`--set optim.milestones='&a [*a]'`); it is refused by name
+    instead of recursing until the interpreter dies."""
+    for item in ("optim.milestones=&a [*a]", "loss.kwargs=&a {x: *a}", "eval.ks=[1, &a [*a]]"):
+        with pytest.raises(ConfigError, match=r"^\S+ contains itself \(a YAML alias") as info:
+            TrialConfig.from_dict(parse_overrides([item]))
+        assert item.split("=")[0] in str(info.value) and "\n" not in str(info.value)
 
 
 def test_the_cosine_schedule_refuses_epoch_milestones_in_one_sentence():
