@@ -4,8 +4,9 @@ Exactly sweeps/demo.py (its config, its validation-chosen omega and temperature)
 does not run. Together with the demo's seeds 0-2 this gives 8 seeds per setup: a steadier estimate of each
 setup's seed-to-seed std (issue 13 asks for <= 1 point) and of the paired differences. Its table also
 compares these 5 seeds with the committed demo reference (results/demo: mean within +- 2 std per setup),
-a check of that reference against seeds it never saw. Until 2026-12-07 (the demo's 4 seeds of 36 images x 4
-epochs) it ran seeds 4-7; that run is in the git history of results/demo_seeds/.
+a check of that reference against seeds it never saw. Its earlier runs are in the git history of
+results/demo_seeds/: seeds 3-7 of the demo with 2 images per class per batch (until 2026-12-07), and before that
+seeds 4-7 of the demo's 4 seeds of 36 images x 4 epochs.
 
 Command: python sweeps/demo_seeds.py --results results      (ran once; results/demo_seeds/)
 Trials: 15

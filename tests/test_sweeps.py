@@ -762,9 +762,10 @@ def test_a_local_sweep_asking_more_cpus_than_the_machine_has_ends_at_once_withou
 
 
 def test_the_demo_trains_the_recipe_its_validation_sweeps_chose_under():
-    """sweeps/demo.py takes omega and temperature from sweeps/demo_search.py and its training budget from
-    sweeps/demo_budget3.py, both run on a validation split: a change of the demo's recipe that the search did not
-    run under (or a budget other than the one chosen) would make the table's protocol line untrue."""
+    """sweeps/demo.py takes omega and temperature from sweeps/demo_search.py, its training budget from
+    sweeps/demo_budget3.py and its images per class per batch from sweeps/demo_spc.py, all run on a validation
+    split: a change of the demo's recipe that the search did not run under (or a budget or batch composition
+    other than the one chosen) would make the table's protocol line untrue."""
     demo = load_sweep(ROOT / "sweeps" / "demo.py")
     search = load_sweep(ROOT / "sweeps" / "demo_search.py")
     split_keys = {"data.val_classes", "data.test_images_per_class"}  # the search's validation split itself
@@ -790,3 +791,7 @@ def test_the_demo_trains_the_recipe_its_validation_sweeps_chose_under():
     assert {(t.config["data.train_images_per_class"], t.config["run.epochs"]) for t in demo.trials} == {
         chosen
     }
+    # the images of each class per batch: the value marked chosen by sweeps/demo_spc.py's rule
+    selected = (ROOT / "results" / "demo_spc" / "selected.md").read_text().splitlines()
+    (row,) = [line.split("|") for line in selected if line.startswith("| ") and "**yes**" in line]
+    assert {t.config["data.samples_per_class"] for t in demo.trials} == {int(row[1])}
