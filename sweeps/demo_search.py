@@ -11,10 +11,11 @@ results/demo_search/selected.md; sweeps/demo.py copies it with this file named a
 
 Command: python sweeps/demo_search.py      (ran once; its results are committed in results/demo_search/)
 Trials: 26
-Cost: about 11 minutes on a 2-core CPU (validation and test split evaluated once, after the last epoch).
-Last run 2026-12-07 under the recipe above. Earlier runs (git history of results/demo_search/): 2026-12-07 with 2
-images per class per batch (else as above) chose ELG and PLG omega 0.3 at temperature 0.2, as did the one before
-with 36 images per class for 4 epochs; 2026-12-06 with 24 images per class for 5 epochs chose ELG omega 0.3 and PLG omega 3, both at temperature 0.2.
+Cost: about 14 minutes on a 2-core CPU (validation and test split evaluated once, after the last epoch; 13 min 32
+s on 2026-12-07). Last run 2026-12-07 under the recipe above. Earlier runs (git history of results/demo_search/):
+2026-12-07 with 2 images per class per batch (else as above) chose ELG and PLG omega 0.3 at temperature 0.2, as
+did the one before with 36 images per class for 4 epochs; 2026-12-06 with 24 images per class for 5 epochs chose
+ELG omega 0.3 and PLG omega 3, both at temperature 0.2.
 """
 
 NAME = "demo_search"
