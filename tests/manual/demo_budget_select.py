@@ -14,23 +14,14 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from validation_select import seed_stats  # beside this script
 
 KEYS = ["cfg.data.train_images_per_class", "cfg.run.epochs"]
 BATCH, CLASSES = 72, 48  # the demo's batch and training classes: a setup's steps in the demo itself
 
 
 def select(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    ok = frame[frame["status"] == "TERMINATED"]
-    stats = ok.groupby(KEYS, sort=True).agg(
-        seeds=("last/val/recall_at_1", "count"),
-        val_mean=("last/val/recall_at_1", "mean"),
-        val_std=("last/val/recall_at_1", lambda v: v.std(ddof=0)),
-        per_seed=("last/val/recall_at_1", lambda v: ", ".join(f"{100 * x:.2f}" for x in v)),
-        test_mean=("last/test/recall_at_1", "mean"),
-        test_std=("last/test/recall_at_1", lambda v: v.std(ddof=0)),
-    )
-    stats[["val_mean", "val_std", "test_mean", "test_std"]] *= 100
-    stats = stats.reset_index()
+    stats = seed_stats(frame, KEYS, sort=True)
     stats["steps"] = (stats[KEYS[0]] * CLASSES * stats[KEYS[1]] / BATCH).round().astype(int)
     eligible = stats[stats["val_mean"] >= stats["val_mean"].max() - 1.0]
     chosen = eligible.sort_values(["val_std", "steps"], kind="stable").index[0]

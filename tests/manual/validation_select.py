@@ -21,10 +21,11 @@ import pandas as pd
 from langdml_core.config import parse_value
 
 
-def select(frame: pd.DataFrame, incumbent: dict) -> tuple[pd.DataFrame, int]:
-    keys = [f"cfg.{key}" for key in incumbent]
+def seed_stats(frame: pd.DataFrame, keys: list[str], sort: bool = False) -> pd.DataFrame:
+    """Per setup (values of the ``keys`` columns): seeds, validation and test Recall@1 in percent (mean, std with
+    ddof 0) and the validation values per seed, over the finished trials."""
     ok = frame[frame["status"] == "TERMINATED"]
-    stats = ok.groupby(keys, sort=False).agg(
+    stats = ok.groupby(keys, sort=sort).agg(
         seeds=("last/val/recall_at_1", "count"),
         val_mean=("last/val/recall_at_1", "mean"),
         val_std=("last/val/recall_at_1", lambda v: v.std(ddof=0)),
@@ -33,7 +34,12 @@ def select(frame: pd.DataFrame, incumbent: dict) -> tuple[pd.DataFrame, int]:
         test_std=("last/test/recall_at_1", lambda v: v.std(ddof=0)),
     )
     stats[["val_mean", "val_std", "test_mean", "test_std"]] *= 100
-    stats = stats.reset_index()
+    return stats.reset_index()
+
+
+def select(frame: pd.DataFrame, incumbent: dict) -> tuple[pd.DataFrame, int]:
+    keys = [f"cfg.{key}" for key in incumbent]
+    stats = seed_stats(frame, keys)
     stats["incumbent"] = (stats[keys] == pd.Series(dict(zip(keys, incumbent.values(), strict=True)))).all(
         axis=1
     )
