@@ -39,6 +39,9 @@ class DataConfig:
     """Training crop / evaluation centre-crop size in pixels; 0 = the dataset's default (224, demo 64)."""
     resize: int = 0
     """Evaluation resize (short side) before the centre crop; 0 = image_size * 256 / 224."""
+    crop_scale: float = 0.08
+    """Smallest area fraction of the training RandomResizedCrop, which draws from [crop_scale, 1] (release:
+    torchvision's default 0.08)."""
     samples_per_class: int = 2
     """Images per class in each training batch (m in the m-per-class sampler)."""
     sampler: Literal["balanced", "release"] = "balanced"
@@ -323,6 +326,11 @@ class TrialConfig:
         ):
             if self.flat()[key] < 0:
                 raise ConfigError(f"{key}={self.flat()[key]} must be >= 0.")
+        if not 0 < d.crop_scale <= 1:
+            raise ConfigError(
+                f"data.crop_scale={d.crop_scale} must lie in (0, 1]: the smallest fraction of the image's area "
+                "that a training crop keeps (release: 0.08)."
+            )
         if d.val_fold and not d.val_classes:
             raise ConfigError(
                 f"data.val_fold={d.val_fold} needs a validation split: set data.val_classes > 0 as well."

@@ -155,6 +155,9 @@ COMMON = {
     ),
     "optim.gamma": Sourced(1.0, f"{EVERY}: gamma 1 (constant lr)"),
     "data.samples_per_class": Sourced(2, f"{EVERY}: 2 samples per class"),
+    "data.crop_scale": Sourced(
+        0.08, f"{CODE}: RandomResizedCrop(224) with torchvision's default scale (0.08, 1)"
+    ),
     "data.sampler": Sourced("release", f"{CODE}: 'class_random', classes and images drawn with replacement"),
     "data.split": Sourced(
         "release",

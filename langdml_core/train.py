@@ -114,7 +114,14 @@ def run(
 
     loader = train_loader(
         images_of(dataset.train),
-        train_transform(image_size, norm["mean"], norm["std"], norm["interpolation"], cfg.data.cache_images),
+        train_transform(
+            image_size,
+            norm["mean"],
+            norm["std"],
+            norm["interpolation"],
+            cfg.data.cache_images,
+            cfg.data.crop_scale,
+        ),
         batch_size=cfg.optim.batch_size,
         samples_per_class=cfg.data.samples_per_class,
         seed=order_seed,

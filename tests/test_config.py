@@ -11,6 +11,7 @@ def test_defaults_are_the_paper_recipe():
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay) == ("adam", 1e-5, 4e-4)
     assert (cfg.optim.gamma, cfg.optim.milestones) == (1.0, [])  # constant lr, as released
     assert (cfg.optim.schedule, cfg.optim.warmup_steps) == ("step", 0)
+    assert cfg.data.crop_scale == 0.08  # torchvision's RandomResizedCrop default, as the release uses it
     assert (cfg.data.samples_per_class, cfg.model.embed_dim, cfg.model.frozen_bn) == (2, 128, True)
     assert (cfg.language.temperature, cfg.language.shift, cfg.language.topk) == (1.0, 1.0, 5)
     assert cfg.language.direction == "img||lang" and cfg.language.prompt == "a photo of a {}"
@@ -81,6 +82,8 @@ def test_release_recipe_options_default_to_the_standard_protocol_and_fp32():
         ("optim.schedule", "cosin", "did you mean 'cosine'"),
         ("optim.warmup_steps", -1, r"optim.warmup_steps=-1 must be >= 0, and 0 unless optim.schedule=cosine"),
         ("optim.warmup_steps", 12, r"optim.warmup_steps=12 must be >= 0, and 0 unless .* \(it is step\)"),
+        ("data.crop_scale", 0, r"data.crop_scale=0.0 must lie in \(0, 1\]"),
+        ("data.crop_scale", 1.5, r"data.crop_scale=1.5 must lie in \(0, 1\]: .* \(release: 0.08\)"),
     ],
 )
 def test_bad_values_give_one_sentence(key, value, fragment):

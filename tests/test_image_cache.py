@@ -158,3 +158,29 @@ def test_draft_decoding_is_close_to_exact_decoding_for_large_sources(tmp_path):
         a, b = np.asarray(exact.array(i), np.int16), np.asarray(draft.array(i), np.int16)
         assert a.shape == b.shape
         assert 0 < np.abs(a - b).mean() <= 1.0  # decoded at half scale: not identical, close
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_training_crops_keep_at_least_data_crop_scale_of_the_area(tmp_path, cached):
+    """A position-coded image (red = column, green = row) shows which box each crop cut: with crop_scale 0.5
+    no crop keeps less than half the image, while the release's 0.08 does cut small boxes."""
+    columns, rows = np.meshgrid(np.arange(64) * 4, np.arange(64) * 4)
+    image = np.stack([columns, rows, np.zeros_like(rows)], axis=-1).astype(np.uint8)
+    split = ImageSet("train", [0], ["a"], [1], images=image[None])
+    source = cache(split, tmp_path, 64) if cached else split
+
+    def areas(crop_scale):
+        crops = TransformedSet(
+            source, train_transform(64, (0, 0, 0), (1, 1, 1), cached=cached, crop_scale=crop_scale)
+        )
+        torch.manual_seed(0)
+        found = []
+        for _ in range(200):
+            x = crops[0][0] * 255 / 4  # back to pixel coordinates
+            width = float(x[0].max() - x[0].min()) + 1
+            height = float(x[1].max() - x[1].min()) + 1
+            found.append(width * height / 64**2)
+        return np.array(found)
+
+    assert areas(0.5).min() >= 0.5 - 0.05  # interpolation blurs a box's edge by about a pixel
+    assert areas(0.08).min() < 0.2
