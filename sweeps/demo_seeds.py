@@ -5,12 +5,12 @@ does not run. Together with the demo's seeds 0-2 this gives 8 seeds per setup: a
 setup's seed-to-seed std (issue 13 asks for <= 1 point) and of the paired differences. Its table also
 compares these 5 seeds with the committed demo reference (results/demo: mean within +- 2 std per setup),
 a check of that reference against seeds it never saw. Its earlier runs are in the git history of
-results/demo_seeds/: seeds 3-7 of the demo with 2 images per class per batch (until 2026-12-07), and before that
-seeds 4-7 of the demo's 4 seeds of 36 images x 4 epochs.
+results/demo_seeds/: seeds 3-7 of the demo with the release's crop (8-100% of the area, until 2026-12-08), before
+that with 2 images per class per batch, and before that seeds 4-7 of the demo's 4 seeds of 36 images x 4 epochs.
 
 Command: python sweeps/demo_seeds.py --results results      (ran once; results/demo_seeds/)
 Trials: 15
-Cost: about 11 minutes on a 2-core CPU (5/3 of the demo; 10 min 40 s on 2026-12-07).
+Cost: about 12 minutes on a 2-core CPU (5/3 of the demo; 10 min 40 s on 2026-12-07, 13 min 10 s on 2026-12-08).
 """
 
 import importlib.util
