@@ -21,9 +21,10 @@ in results/demo/ (REFERENCE): every setup's mean test Recall@1 should lie within
 
 Command: python sweeps/demo.py --results results/local   (or: make demo; langdml sweep sweeps/demo.py)
 Trials: 9
-Cost: about 7 minutes on a 2-core CPU (2 trials at a time, 1 CPU each, about 60 s per trial; the first PLG trial
+Cost: about 8 minutes on a 2-core CPU (2 trials at a time, 1 CPU each, about 70 s per trial; the first PLG trial
 also computes the pseudo-labels; channels_last made a trial about 2x faster; evaluating the test split once, after
-the last epoch, pays for its 4x size). 7 min 12 s on a fresh clone with an empty langdml cache, 2026-12-07.
+the last epoch, pays for its 4x size). `make demo` after the install: 8 min 3 s on a fresh clone with an empty
+langdml cache and 8 min 3 s on another with it warm, 2026-12-08 (2-core AMD EPYC).
 """
 
 NAME = "demo"
