@@ -764,9 +764,9 @@ def test_a_local_sweep_asking_more_cpus_than_the_machine_has_ends_at_once_withou
 def test_the_demo_trains_the_recipe_its_validation_sweeps_chose_under():
     """sweeps/demo.py takes omega and temperature from sweeps/demo_search.py, its training budget from
     sweeps/demo_budget3.py, its images per class per batch from sweeps/demo_spc.py and its training crop from
-    sweeps/demo_crop.py, all run on a validation
-    split: a change of the demo's recipe that the search did not run under (or a budget or batch composition
-    other than the one chosen) would make the table's protocol line untrue."""
+    sweeps/demo_crop.py, all run on a validation split: a change of the demo's recipe that the search did not run
+    under (or a budget, batch composition or crop other than the one chosen) would make the table's protocol line
+    untrue."""
     demo = load_sweep(ROOT / "sweeps" / "demo.py")
     search = load_sweep(ROOT / "sweeps" / "demo_search.py")
     split_keys = {"data.val_classes", "data.test_images_per_class"}  # the search's validation split itself
@@ -795,7 +795,10 @@ def test_the_demo_trains_the_recipe_its_validation_sweeps_chose_under():
     # the images of each class per batch: the value marked chosen by sweeps/demo_spc.py's rule
     # the images of each class per batch and the training crop: the values marked chosen by the rules of
     # sweeps/demo_spc.py and sweeps/demo_crop.py
-    for sweep, key, kind in (("demo_spc", "data.samples_per_class", int), ("demo_crop", "data.crop_scale", float)):
+    for sweep, key, kind in (
+        ("demo_spc", "data.samples_per_class", int),
+        ("demo_crop", "data.crop_scale", float),
+    ):
         selected = (ROOT / "results" / sweep / "selected.md").read_text().splitlines()
         (row,) = [line.split("|") for line in selected if line.startswith("| ") and "**yes**" in line]
         assert {t.config[key] for t in demo.trials} == {kind(row[1])}, sweep
