@@ -34,11 +34,10 @@ PROTOCOL = (
     "after the last epoch; the first 36 images of each training class, 4 of each class per batch of 72, training "
     "crops of at least 25% of the image, and lr 2e-4 for 5 epochs with lr x 0.1 for the last, chosen on a "
     "class-disjoint validation split by sweeps/demo_budget3.py, sweeps/demo_spc.py, sweeps/demo_crop.py and "
-    "sweeps/demo_schedule.py; ELG and PLG with omega 1 at temperature "
-    "0.2, chosen on the same validation split by sweeps/demo_search.py "
-    "(results/demo_search/selected.md); the test split chose nothing. The test "
-    "split is evaluated once, after the last epoch, so best_test_epoch (the release's optimistic protocol) "
-    "equals last here."
+    "sweeps/demo_schedule.py; ELG and PLG with omega 1 at temperature 0.2, chosen on the same validation split "
+    "by sweeps/demo_search.py (results/demo_search/selected.md); the test split chose nothing. The test split is "
+    "evaluated once, after the last epoch, so best_test_epoch (the release's optimistic protocol) equals last "
+    "here."
 )
 
 EPOCHS = 5  # the schedule's length (sweeps/demo_budget3.py); the test split is evaluated once, after the last

@@ -792,7 +792,6 @@ def test_the_demo_trains_the_recipe_its_validation_sweeps_chose_under():
     assert {(t.config["data.train_images_per_class"], t.config["run.epochs"]) for t in demo.trials} == {
         chosen
     }
-    # the images of each class per batch: the value marked chosen by sweeps/demo_spc.py's rule
     # the images of each class per batch and the training crop: the values marked chosen by the rules of
     # sweeps/demo_spc.py and sweeps/demo_crop.py
     for sweep, key, kind in (
