@@ -16,8 +16,8 @@ Cost: about 14 minutes on a 2-core CPU (validation and test split evaluated once
 s on 2026-12-07). Last run 2026-12-07 under the recipe above. Earlier runs (git history of results/demo_search/):
 2026-12-07 with the release's crop (8-100% of the area; else as above) chose ELG omega 0.3 at temperature 1 and PLG
 omega 1 at temperature 0.2; 2026-12-07 with 2 images per class per batch and that crop chose ELG and PLG omega 0.3
-at temperature 0.2, as did the one before with 36 images per class for 4 epochs; 2026-12-06 with 24 images per class for 5 epochs chose
-ELG omega 0.3 and PLG omega 3, both at temperature 0.2.
+at temperature 0.2, as did the one before with 36 images per class for 4 epochs; 2026-12-06 with 24 images per
+class for 5 epochs chose ELG omega 0.3 and PLG omega 3, both at temperature 0.2.
 """
 
 NAME = "demo_search"
