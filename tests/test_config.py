@@ -1,6 +1,8 @@
+import inspect
 import json
 
 import pytest
+from torchvision import transforms as T
 
 from langdml_core.config import SECTIONS, TrialConfig, field_docs, parse_overrides
 from langdml_core.errors import ConfigError
@@ -11,7 +13,10 @@ def test_defaults_are_the_paper_recipe():
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay) == ("adam", 1e-5, 4e-4)
     assert (cfg.optim.gamma, cfg.optim.milestones) == (1.0, [])  # constant lr, as released
     assert (cfg.optim.schedule, cfg.optim.warmup_steps) == ("step", 0)
-    assert cfg.data.crop_scale == 0.08  # torchvision's RandomResizedCrop default, as the release uses it
+    # the release's RandomResizedCrop(224) keeps torchvision's default scale (0.08, 1)
+    assert (
+        cfg.data.crop_scale == inspect.signature(T.RandomResizedCrop).parameters["scale"].default[0] == 0.08
+    )
     assert (cfg.data.samples_per_class, cfg.model.embed_dim, cfg.model.frozen_bn) == (2, 128, True)
     assert (cfg.language.temperature, cfg.language.shift, cfg.language.topk) == (1.0, 1.0, 5)
     assert cfg.language.direction == "img||lang" and cfg.language.prompt == "a photo of a {}"
